@@ -1,0 +1,42 @@
+# Two entry points for a fresh machine: `make run` and `make test`.
+# Both create .venv and install the pinned requirements the first time.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+CORES ?= all
+CONFIG ?= config.yaml
+# One `gpu` unit per visible NVIDIA device; on a CPU-only machine no limit is set,
+# so jobs that declare gpu=1 run side by side on the CPU cores.
+GPUS := $(shell nvidia-smi -L 2>/dev/null | wc -l)
+GPU_RESOURCES := $(if $(filter-out 0,$(GPUS)),--resources gpu=$(GPUS),)
+
+.PHONY: install run smoke test lint dry-run clean
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r requirements.txt -r requirements-dev.txt
+	$(VENV)/bin/pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(VENV)/bin/snakemake --cores $(CORES) $(GPU_RESOURCES) --configfile $(CONFIG)
+
+smoke: install
+	$(VENV)/bin/snakemake --cores $(CORES) --configfile configs/smoke.yaml
+
+dry-run: install
+	$(VENV)/bin/snakemake -n --configfile $(CONFIG)
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check src scripts tests
+	$(VENV)/bin/ruff format --check src scripts tests
+	$(VENV)/bin/snakefmt --check Snakefile workflow/rules
+	$(VENV)/bin/snakemake --lint
+
+clean:
+	rm -rf results/* .snakemake

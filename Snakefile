@@ -1,0 +1,27 @@
+# prunescope: what weight pruning does to the features a network computes with.
+#
+#   snakemake --cores 8 --resources gpu=1          # everything the config asks for
+#   snakemake -n                                    # dry-run of the whole DAG
+#   snakemake --configfile configs/smoke.yaml ...   # switch preset
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+# A preset given with --configfile replaces the default instead of merging into it.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/lm.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        data_stage_targets(config),

@@ -1,0 +1,11 @@
+"""Freeze a hub (or local) causal LM into results/ so every condition starts from the same files."""
+
+from prunescope.io import atomic_path
+from prunescope.checkpoints import save_pretrained_copy
+from prunescope.runlog import rule_logging
+
+with rule_logging(snakemake.log[0]) as log:
+    p = snakemake.params
+    with atomic_path(snakemake.output[0]) as tmp:
+        save_pretrained_copy(p.name, tmp, revision=p.revision, dtype=p.dtype)
+    log.info("saved %s (revision %s) as %s", p.name, p.revision, p.dtype)

@@ -1,0 +1,285 @@
+"""The fp32 residual-stream activation cache that every SAE is trained and evaluated on.
+
+One HDF5 file per (model, condition, layer): a float32 dataset per split (``train``,
+``eval``) of shape ``(n_tokens, d_model)``, rows in window order, plus float64 ``mean``
+and ``std`` of the first ``stats_samples`` train rows (the SAE input normalisation) and
+the provenance of the run as attributes.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from prunescope.io import atomic_path
+from prunescope.models import check_layer_index, residual_hook
+
+FORMAT_VERSION = 1
+
+# A reader pulling SAE batches of 2,048-4,096 contiguous rows touches one or two whole
+# chunks, and a chunk stays 8-18 MiB at the paper's widths (2,048 rows x 2,048-2,304 x 4 B):
+# large enough for few I/O calls, small enough to fill from a couple of forward batches.
+DEFAULT_CHUNK_ROWS = 2048
+
+_RESERVED_ATTRS = {
+    "mean",
+    "std",
+    "stats_samples",
+    "d_model",
+    "layer",
+    "context",
+    "skip_positions",
+    "format_version",
+    "dtype",
+}
+
+
+class ActivationCacheError(ValueError):
+    """An activation cache file that is truncated, corrupt or missing a part."""
+
+
+class RunningMoments:
+    """Float64 per-dimension mean and population std (ddof=0) of rows seen batch by batch.
+
+    Merges per-batch means and centred sums of squares (Chan et al.), which avoids the
+    cancellation of ``E[x^2] - E[x]^2`` when a dimension's mean dwarfs its spread, as
+    happens in residual streams with massive activations.
+    """
+
+    def __init__(self, dim: int):
+        self.count = 0
+        self.mean = np.zeros(dim, dtype=np.float64)
+        self._m2 = np.zeros(dim, dtype=np.float64)
+
+    def update(self, rows: np.ndarray) -> None:
+        x = np.asarray(rows, dtype=np.float64)
+        n_new = x.shape[0]
+        if n_new == 0:
+            return
+        batch_mean = x.mean(axis=0)
+        batch_m2 = np.square(x - batch_mean).sum(axis=0)
+        total = self.count + n_new
+        delta = batch_mean - self.mean
+        self.mean = self.mean + delta * (n_new / total)
+        self._m2 = self._m2 + batch_m2 + np.square(delta) * (self.count * n_new / total)
+        self.count = total
+
+    @property
+    def std(self) -> np.ndarray:
+        if self.count == 0:
+            raise ValueError("no rows were seen, so there is no standard deviation")
+        return np.sqrt(self._m2 / self.count)
+
+
+def capture_activations(
+    model: nn.Module,
+    layer: int,
+    splits: dict[str, torch.Tensor],
+    out_path: str | os.PathLike,
+    *,
+    provenance: dict,
+    batch_size: int = 8,
+    stats_samples: int = 50_000,
+    skip_positions: int = 0,
+    chunk_rows: int | None = None,
+    device: torch.device | None = None,
+) -> dict:
+    """Write the block-output residual stream of ``layer`` for every split to ``out_path``.
+
+    ``splits`` maps a split name to token windows ``[n_windows, context]``; each window is
+    one forward pass and contributes ``context - skip_positions`` rows (skipping 1 drops
+    the BOS position, an outlier in many models). Activations are computed in the
+    model's dtype and stored as float32, streamed one batch at a time. ``mean``/``std``
+    come from the first ``stats_samples`` rows of ``train`` in window order, so the
+    windows should already be in a random document order. Any NaN/Inf aborts the run
+    with ``FloatingPointError`` and leaves no file under ``out_path``. The model is moved
+    to ``device`` (default: where it already is).
+    """
+    vocab_size = model.get_input_embeddings().num_embeddings
+    context = _check_splits(splits, skip_positions, vocab_size)
+    check_layer_index(model, layer)
+    _check_provenance(provenance, splits)
+    if batch_size < 1 or stats_samples < 1:
+        raise ValueError(
+            f"batch_size ({batch_size}) and stats_samples ({stats_samples}) must be positive"
+        )
+    chunk_rows = DEFAULT_CHUNK_ROWS if chunk_rows is None else chunk_rows
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
+    if device is not None:
+        model.to(device)
+    device = next(model.parameters()).device
+    d_model = model.get_input_embeddings().embedding_dim
+    rows_per_window = context - skip_positions
+    n_rows = {name: windows.shape[0] * rows_per_window for name, windows in splits.items()}
+    where = ", ".join(f"{k} {provenance[k]}" for k in ("model", "condition") if k in provenance)
+
+    started = time.perf_counter()
+    moments = RunningMoments(d_model)
+    # libver v110 stores attributes densely, so mean/std of any width fit (the default
+    # object header caps an attribute at 64 KiB, i.e. d_model < 8,192).
+    with atomic_path(out_path) as tmp, h5py.File(tmp, "w", libver=("v110", "latest")) as f:
+        with residual_hook(model, layer, stop_early=True) as capture, torch.inference_mode():
+            for name, windows in splits.items():
+                dataset = f.create_dataset(
+                    name,
+                    shape=(n_rows[name], d_model),
+                    dtype="float32",
+                    chunks=(min(chunk_rows, n_rows[name]), d_model),
+                )
+                row = 0
+                starts = range(0, windows.shape[0], batch_size)
+                for start in tqdm(starts, desc=f"L{layer} {name}", file=sys.stderr, mininterval=5):
+                    batch = windows[start : start + batch_size].to(device, torch.long)
+                    hidden = capture.run(batch)[:, skip_positions:].float()
+                    if not torch.isfinite(hidden).all():
+                        last = start + len(batch) - 1
+                        raise FloatingPointError(
+                            f"layer {layer} activations ({where or 'unnamed model'}) contain "
+                            f"NaN or Inf in split {name!r}, windows {start}-{last}"
+                        )
+                    block = hidden.reshape(-1, d_model).cpu().numpy()
+                    dataset[row : row + len(block)] = block
+                    if name == "train" and moments.count < stats_samples:
+                        moments.update(block[: stats_samples - moments.count])
+                    row += len(block)
+        f.attrs["mean"] = moments.mean
+        f.attrs["std"] = moments.std
+        summary = {
+            "format_version": FORMAT_VERSION,
+            "dtype": "float32",
+            "layer": layer,
+            "d_model": d_model,
+            "context": context,
+            "skip_positions": skip_positions,
+            "stats_samples": moments.count,
+            **{f"n_{name}_tokens": n for name, n in n_rows.items()},
+            **provenance,
+        }
+        f.attrs.update(summary)
+    return {"path": str(out_path), **summary, "seconds": time.perf_counter() - started}
+
+
+def read_cache_info(
+    path: str | os.PathLike, required_splits: tuple[str, ...] = ("train", "eval")
+) -> dict:
+    """Validate an activation cache and return its shapes, attributes and float64 stats.
+
+    Returns ``{"path", "d_model", "splits": {name: n_rows}, "mean", "std", "attrs"}``.
+    Raises ``FileNotFoundError`` for a missing file and ``ActivationCacheError`` (a
+    ``ValueError``) naming the file when it is truncated, corrupt or incomplete.
+    """
+    path = Path(path)
+    if not path.is_file():
+        hint = " (a .partial beside it means the capture was interrupted)"
+        partial = path.with_name(path.name + ".partial").exists()
+        raise FileNotFoundError(f"activation cache {path} does not exist{hint if partial else ''}")
+    try:
+        with h5py.File(path, "r") as f:
+            return _validated_info(f, path, required_splits)
+    except OSError as err:
+        raise ActivationCacheError(
+            f"activation cache {path} is truncated or corrupt and cannot be read ({err}); "
+            "delete it and capture again"
+        ) from err
+
+
+def open_cache(
+    path: str | os.PathLike, required_splits: tuple[str, ...] = ("train", "eval")
+) -> h5py.File:
+    """Open a validated activation cache read-only (use as a context manager)."""
+    read_cache_info(path, required_splits)
+    return h5py.File(path, "r")
+
+
+def _validated_info(f: h5py.File, path: Path, required_splits: tuple[str, ...]) -> dict:
+    def fail(problem: str) -> ActivationCacheError:
+        return ActivationCacheError(f"activation cache {path} {problem}; capture it again")
+
+    missing = [key for key in ("mean", "std", "d_model", "format_version") if key not in f.attrs]
+    if missing:
+        raise fail(f"lacks the attributes {missing}, so it is incomplete")
+    if int(f.attrs["format_version"]) != FORMAT_VERSION:
+        raise fail(f"has format_version {f.attrs['format_version']}, expected {FORMAT_VERSION}")
+    d_model = int(f.attrs["d_model"])
+    splits = {}
+    for name in required_splits:
+        if name not in f:
+            raise fail(f"has no {name!r} dataset (it has {sorted(f.keys())})")
+    for name, dataset in f.items():
+        if dataset.ndim != 2 or dataset.shape[1] != d_model or dataset.dtype != np.float32:
+            raise fail(
+                f"has dataset {name!r} of shape {dataset.shape} and dtype {dataset.dtype}, "
+                f"expected (n, {d_model}) float32"
+            )
+        expected_rows = f.attrs.get(f"n_{name}_tokens")
+        if expected_rows is not None and int(expected_rows) != dataset.shape[0]:
+            raise fail(f"has {dataset.shape[0]} {name!r} rows but records {int(expected_rows)}")
+        if dataset.shape[0]:
+            dataset[-1]  # reading the last row finds data lost past the end of the file
+        splits[name] = dataset.shape[0]
+    mean, std = np.asarray(f.attrs["mean"]), np.asarray(f.attrs["std"])
+    if mean.shape != (d_model,) or std.shape != (d_model,):
+        raise fail(f"has mean/std of shapes {mean.shape}/{std.shape}, expected ({d_model},)")
+    attrs = {
+        key: value.item() if isinstance(value, np.generic) else value
+        for key, value in f.attrs.items()
+        if key not in ("mean", "std")
+    }
+    return {
+        "path": str(path),
+        "d_model": d_model,
+        "splits": splits,
+        "mean": mean,
+        "std": std,
+        "attrs": attrs,
+    }
+
+
+def _check_splits(splits: dict[str, torch.Tensor], skip_positions: int, vocab_size: int) -> int:
+    """Validate the token windows and return their common context length."""
+    if "train" not in splits:
+        raise ValueError(f"splits must include 'train' (for mean/std), got {sorted(splits)}")
+    contexts = set()
+    for name, windows in splits.items():
+        if not name or "/" in name or "." in name:
+            raise ValueError(f"split name {name!r} must be a plain word (no '/' or '.')")
+        if (
+            not isinstance(windows, torch.Tensor)
+            or windows.ndim != 2
+            or windows.is_floating_point()
+        ):
+            raise ValueError(f"split {name!r} must be an integer tensor [n_windows, context]")
+        if windows.shape[0] == 0:
+            raise ValueError(f"split {name!r} has no windows")
+        if windows.min() < 0 or windows.max() >= vocab_size:
+            raise ValueError(
+                f"split {name!r} has token ids outside the vocabulary 0..{vocab_size - 1}"
+            )
+        contexts.add(windows.shape[1])
+    if len(contexts) != 1:
+        raise ValueError(f"all splits must share one context length, got {sorted(contexts)}")
+    context = contexts.pop()
+    if not 0 <= skip_positions < context:
+        raise ValueError(f"skip_positions {skip_positions} must be in 0..{context - 1}")
+    return context
+
+
+def _check_provenance(provenance: dict, splits: dict) -> None:
+    taken = _RESERVED_ATTRS | {f"n_{name}_tokens" for name in splits}
+    for key, value in provenance.items():
+        if key in taken:
+            raise ValueError(f"provenance key {key!r} clashes with an attribute the cache writes")
+        if not isinstance(value, str | int | float):
+            raise ValueError(
+                f"provenance value for {key!r} must be a string or number, "
+                f"got {type(value).__name__}"
+            )

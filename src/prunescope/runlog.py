@@ -1,0 +1,37 @@
+"""What every workflow script does first: log to its rule's log file and size its thread pool."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def rule_logging(log_path: str | None, threads: int = 1) -> Iterator[logging.Logger]:
+    """Send stdout, stderr (tqdm bars included) and ``logging`` to ``log_path``.
+
+    Also caps torch's intra-op threads at the rule's ``threads`` so parallel
+    jobs do not oversubscribe the cores Snakemake handed out.
+    """
+    import torch
+
+    torch.set_num_threads(max(int(threads), 1))
+    if not log_path:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
+        yield logging.getLogger("prunescope")
+        return
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w", buffering=1) as stream:
+        with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
+            logging.basicConfig(
+                level=logging.INFO, format="%(asctime)s %(message)s", stream=stream, force=True
+            )
+            logger = logging.getLogger("prunescope")
+            try:
+                yield logger
+            except BaseException:
+                logger.exception("failed")
+                raise

@@ -1,0 +1,577 @@
+"""TopK sparse autoencoders on cached residual-stream activations (paper section 3.2).
+
+The SAE works on per-dimension standardised activations ``x_hat = (x - mean) / std``
+(statistics from the activation cache), keeps the k largest encoder pre-activations
+and reconstructs with a unit-norm decoder. Training streams the cache from disk
+through a shuffled buffer, so a cache larger than memory trains the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import h5py
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm import tqdm
+
+from prunescope.io import atomic_path, read_json, write_json
+from prunescope.models import pick_device
+
+NORMALISATION = (
+    "x_hat = (x - mean) / std per dimension, mean/std (float64, from the activation cache) "
+    "stored in sae.safetensors; encode/decode work on x_hat, x_rec = x_hat_rec * std + mean"
+)
+RESAMPLE_UNTIL = 0.8
+"""Fraction of training after which dead features are no longer resampled, so the
+final dictionary has been trained without disruption."""
+
+
+@dataclass
+class SAEConfig:
+    """Hyperparameters of one TopK SAE run; defaults follow paper section 3.2."""
+
+    expansion: int = 8
+    """Dictionary size as a multiple of the model width: d_sae = expansion * d_model."""
+    k: int = 64
+    """Number of latents kept per token by the TopK activation."""
+    lr: float = 5e-5
+    """Peak Adam learning rate, reached after warmup and annealed to 0 by a cosine."""
+    steps: int = 20_000
+    """Number of optimiser steps (batches) to train for."""
+    batch_size: int = 4096
+    """Tokens (activation rows) per optimiser step."""
+    resample_every: int = 2000
+    """Resample dead features every this many steps; 0 disables resampling."""
+    dead_window: int | None = None
+    """A feature that has not fired for this many steps counts as dead; None means
+    resample_every, so a feature gets one full resampling period to fire."""
+    warmup_steps: int = 100
+    """Linear learning-rate warmup before the cosine, to keep the first Adam steps small."""
+    seed: int = 0
+    """Seed of the decoder initialisation, data order and resampling draws."""
+    eval_batch_size: int = 8192
+    """Rows per batch when evaluating on the held-out split (memory only, not results)."""
+    log_every: int = 100
+    """Record loss and batch FVU in the loss curve every this many steps."""
+    buffer_rows: int = 131_072
+    """Rows of the shuffle buffer read from the cache at a time (random contiguous
+    blocks, shuffled together); bounds host memory and sets how well batches mix."""
+
+    def __post_init__(self) -> None:
+        if self.dead_window is None:
+            self.dead_window = self.resample_every
+        counts = ("expansion", "k", "steps", "batch_size", "eval_batch_size", "log_every")
+        at_least = {name: 1 for name in (*counts, "buffer_rows")}
+        at_least |= {"resample_every": 0, "dead_window": 0, "warmup_steps": 0, "seed": 0}
+        for name, low in at_least.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"SAE config {name}={value!r} must be an integer >= {low}")
+        if not (isinstance(self.lr, int | float) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"SAE config lr={self.lr!r} must be a positive number")
+        if self.resample_every > 0 and self.dead_window < 1:
+            raise ValueError("SAE config dead_window must be >= 1 when resampling is enabled")
+        if self.warmup_steps >= self.steps:
+            raise ValueError(
+                f"SAE config warmup_steps={self.warmup_steps} must be below steps={self.steps}"
+            )
+
+
+class SAEOutput(NamedTuple):
+    x_rec: torch.Tensor
+    """Reconstruction in the original activation space."""
+    x_hat_rec: torch.Tensor
+    """Reconstruction in the normalised space the SAE is trained in."""
+    x_hat: torch.Tensor
+    """The normalised input."""
+    values: torch.Tensor
+    """(batch, k) activations of the kept latents (after ReLU)."""
+    indices: torch.Tensor
+    """(batch, k) latent indices of the kept latents."""
+
+
+class TopKSAE(nn.Module):
+    """TopK SAE on normalised activations.
+
+    ``z = TopK(W_enc x_hat + b_enc, k)`` keeps the k largest pre-activations and, as in
+    OpenAI's TopK SAE (Gao et al. 2024), applies a ReLU to the kept values, so a kept
+    latent with a non-positive pre-activation contributes nothing and L0 can fall below k.
+    ``x_hat_rec = W_dec^T z + b_dec`` with ``W_dec`` of shape (d_sae, d_model) and
+    unit-norm rows (the feature directions compared across dictionaries).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        d_sae: int,
+        k: int,
+        mean=None,
+        std=None,
+        generator: torch.Generator | None = None,
+    ):
+        """``generator`` draws the initial weights; None leaves them at zero, for loading."""
+        super().__init__()
+        if not 1 <= k <= d_sae:
+            raise ValueError(f"SAE k={k} must be between 1 and d_sae={d_sae}")
+        self.d_model, self.d_sae, self.k = d_model, d_sae, k
+        self.W_enc = nn.Parameter(torch.zeros(d_sae, d_model))
+        self.b_enc = nn.Parameter(torch.zeros(d_sae))
+        self.W_dec = nn.Parameter(torch.zeros(d_sae, d_model))
+        self.b_dec = nn.Parameter(torch.zeros(d_model))
+        mean = torch.zeros(d_model) if mean is None else torch.as_tensor(mean)
+        std = torch.ones(d_model) if std is None else torch.as_tensor(std)
+        if mean.shape != (d_model,) or std.shape != (d_model,):
+            raise ValueError(f"SAE mean/std must have shape ({d_model},)")
+        self.register_buffer("mean", mean.to(torch.float64).clone())
+        self.register_buffer("std", std.to(torch.float64).clone())
+        if generator is not None:
+            self.reset_parameters(generator)
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator) -> None:
+        """Random unit decoder rows, encoder tied to the decoder, zero biases.
+
+        The tied start makes every latent initially respond to its own direction, which
+        keeps most latents alive early; b_dec = 0 because the normalised data has mean 0.
+        """
+        directions = torch.randn(self.d_sae, self.d_model, generator=generator)
+        directions /= directions.norm(dim=-1, keepdim=True)
+        self.W_dec.copy_(directions)
+        self.W_enc.copy_(directions)
+        self.b_enc.zero_()
+        self.b_dec.zero_()
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """float32 ``(x - mean) / std`` whatever the dtype of ``x`` (e.g. a bf16 model)."""
+        x = x.to(self.W_enc.dtype)
+        return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+
+    def denormalise(self, x_hat: torch.Tensor) -> torch.Tensor:
+        return x_hat * self.std.to(x_hat.dtype) + self.mean.to(x_hat.dtype)
+
+    def pre_activations(self, x_hat: torch.Tensor) -> torch.Tensor:
+        return F.linear(x_hat, self.W_enc, self.b_enc)
+
+    def encode_normalised(self, x_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        values, indices = self.pre_activations(x_hat).topk(self.k, dim=-1, sorted=False)
+        return F.relu(values), indices
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(values, indices) of the top-k latents of original-space activations ``x``."""
+        return self.encode_normalised(self.normalise(x))
+
+    def decode(self, values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        """Normalised-space reconstruction ``W_dec^T z + b_dec`` from the sparse code.
+
+        ``embedding_bag`` sums only the k selected decoder rows per token, so the decoder
+        and its gradient cost O(batch * k * d_model) instead of O(batch * d_sae * d_model).
+        """
+        shape = values.shape
+        flat_values, flat_indices = values.reshape(-1, shape[-1]), indices.reshape(-1, shape[-1])
+        summed = F.embedding_bag(
+            flat_indices, self.W_dec, per_sample_weights=flat_values, mode="sum"
+        )
+        return (summed + self.b_dec).reshape(*shape[:-1], self.d_model)
+
+    def forward(self, x: torch.Tensor) -> SAEOutput:
+        x_hat = self.normalise(x)
+        values, indices = self.encode_normalised(x_hat)
+        x_hat_rec = self.decode(values, indices)
+        return SAEOutput(self.denormalise(x_hat_rec), x_hat_rec, x_hat, values, indices)
+
+    @torch.no_grad()
+    def normalise_decoder(self) -> None:
+        self.W_dec /= self.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+    @torch.no_grad()
+    def remove_parallel_decoder_grad(self) -> None:
+        """Drop the gradient component along each decoder row: with unit-norm rows it only
+        changes the norm, which the renormalisation after the step would undo anyway."""
+        if self.W_dec.grad is not None:
+            self.W_dec.grad.copy_(project_out_parallel(self.W_dec.grad, self.W_dec))
+
+
+def project_out_parallel(grad: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``grad`` minus, row by row, its component along the unit-norm ``rows``."""
+    return grad - (grad * rows).sum(dim=-1, keepdim=True) * rows
+
+
+def lr_factor(step: int, warmup_steps: int, steps: int) -> float:
+    """Learning-rate multiplier: linear warmup to 1, then cosine annealing to 0 at ``steps``."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def iter_shuffled_batches(
+    rows, batch_size: int, buffer_rows: int, generator: torch.Generator, device: torch.device
+) -> Iterator[torch.Tensor]:
+    """Endless batches of ``rows`` (an HDF5 dataset or array), never loading all of it.
+
+    Each epoch visits chunk-aligned contiguous blocks in a random order; a buffer of about
+    ``buffer_rows`` rows from several blocks is shuffled and cut into batches, and the
+    rows left over join the next buffer, so every row is used once per epoch.
+    """
+    n_rows = rows.shape[0]
+    chunks = getattr(rows, "chunks", None)
+    chunk = chunks[0] if chunks else 4096
+    block = chunk * max(1, math.ceil(1024 / chunk))
+    n_blocks = math.ceil(n_rows / block)
+    blocks_per_buffer = max(1, buffer_rows // block)
+    leftover = torch.empty(0, rows.shape[1], device=device)
+    while True:
+        order = torch.randperm(n_blocks, generator=generator).tolist()
+        for first in range(0, n_blocks, blocks_per_buffer):
+            chosen = sorted(order[first : first + blocks_per_buffer])
+            parts = [np.asarray(rows[b * block : min(n_rows, (b + 1) * block)]) for b in chosen]
+            fresh = torch.from_numpy(np.concatenate(parts)).to(device, torch.float32)
+            buffer = torch.cat([leftover, fresh])
+            buffer = buffer[torch.randperm(len(buffer), generator=generator).to(device)]
+            n_full = len(buffer) // batch_size * batch_size
+            for start in range(0, n_full, batch_size):
+                yield buffer[start : start + batch_size]
+            leftover = buffer[n_full:]
+
+
+@torch.no_grad()
+def resample_dead_features(
+    sae: TopKSAE,
+    optimizer: torch.optim.Optimizer,
+    dead: torch.Tensor,
+    x_hat: torch.Tensor,
+    generator: torch.Generator,
+) -> int:
+    """Re-initialise ``dead`` latents towards inputs the SAE reconstructs badly.
+
+    Each dead latent takes an input drawn with probability proportional to its squared
+    error, among inputs whose residual points along the input (else the latent could not
+    be selected there); its decoder row is the unit residual direction, its encoder row
+    the same direction, its bias 0, and its Adam moments are zeroed. The encoder norm is
+    the smallest that lifts the latent into its input's top-k, clamped to 0.2-4 x the
+    mean alive encoder norm: a TopK latent gets no gradient until it is selected, so a
+    resampled latent at the usual small norm (0.2, made for ReLU SAEs) would stay dead.
+    A few rounds then raise the norms of latents crowded out of their input's top-k by
+    other resampled latents with similar directions.
+    """
+    dead_ids = dead.nonzero().squeeze(-1)
+    n_dead = len(dead_ids)
+    if n_dead == 0:
+        return 0
+    residual, kth = [], []
+    for rows in x_hat.split(4096):
+        top = sae.pre_activations(rows).topk(sae.k, dim=-1)
+        residual.append(rows - sae.decode(F.relu(top.values), top.indices))
+        kth.append(top.values[:, -1].clamp_min(0))
+    residual, kth = torch.cat(residual), torch.cat(kth)
+    error = residual.pow(2).sum(-1)
+    projection = (residual * x_hat).sum(-1) / error.sqrt().clamp_min(1e-12)
+
+    error_cpu = error.double().cpu()
+    weights = error_cpu * (projection > 0).cpu()
+    if weights.sum() == 0:
+        weights = error_cpu if error_cpu.sum() > 0 else torch.ones_like(error_cpu)
+    replace = n_dead > int((weights > 0).sum())
+    pick = torch.multinomial(weights, n_dead, replacement=replace, generator=generator)
+    pick = pick.to(x_hat.device)
+    directions = residual[pick] / error[pick].sqrt().clamp_min(1e-12)[:, None]
+
+    alive_norms = sae.W_enc[~dead].norm(dim=-1)
+    mean_alive = float(alive_norms.mean()) if len(alive_norms) else 1.0
+    needed = 1.05 * kth[pick] / projection[pick].clamp_min(1e-12)
+    norms = needed.masked_fill(projection[pick] <= 0, 0).clamp(0.2 * mean_alive, 4 * mean_alive)
+
+    sae.W_dec[dead_ids] = directions
+    sae.W_enc[dead_ids] = directions * norms[:, None]
+    sae.b_enc[dead_ids] = 0.0
+    sources, rows = x_hat[pick], torch.arange(n_dead, device=x_hat.device)
+    for _ in range(3):
+        pre = sae.pre_activations(sources)
+        own = pre[rows, dead_ids]
+        kth = pre.topk(sae.k, dim=-1).values[:, -1]
+        crowded = own < kth
+        if not crowded.any():
+            break
+        boosted = (norms * 1.05 * kth / own.clamp_min(1e-12)).clamp(max=4 * mean_alive)
+        norms = torch.where(crowded & (own > 0), boosted, norms)
+        sae.W_enc[dead_ids] = directions * norms[:, None]
+    for param in (sae.W_enc, sae.b_enc, sae.W_dec):
+        state = optimizer.state.get(param, {})
+        for moment in ("exp_avg", "exp_avg_sq"):
+            if moment in state:
+                state[moment][dead_ids] = 0.0
+    return n_dead
+
+
+@torch.no_grad()
+def evaluate_sae(sae: TopKSAE, rows, batch_size: int, source: str = "activations") -> dict:
+    """FVU (original and normalised space), L0 and per-feature firing rate on ``rows``.
+
+    FVU = sum ||x - x_rec||^2 / sum ||x - mean(x)||^2 with the mean of ``rows`` itself, so
+    an SAE evaluated on other activations (transfer) is judged against their own variance.
+    Sums are float64 over activations centred by the SAE mean, avoiding cancellation.
+    """
+    device = sae.W_enc.device
+    n_rows = rows.shape[0]
+    if n_rows == 0:
+        raise ValueError(f"{source} has no rows to evaluate on")
+    std = sae.std.to(device)
+    centred_sum = torch.zeros(sae.d_model, dtype=torch.float64, device=device)
+    centred_sumsq = torch.zeros_like(centred_sum)
+    error_orig = error_norm = torch.zeros((), dtype=torch.float64, device=device)
+    active = torch.zeros((), dtype=torch.float64, device=device)
+    fired = torch.zeros(sae.d_sae, dtype=torch.float64, device=device)
+    for start in range(0, n_rows, batch_size):
+        x = torch.as_tensor(np.asarray(rows[start : start + batch_size])).to(device, torch.float32)
+        if not torch.isfinite(x).all():
+            raise FloatingPointError(f"{source} has NaN/Inf in rows {start}..{start + len(x) - 1}")
+        out = sae(x)
+        diff = (out.x_hat - out.x_hat_rec).double()
+        error_norm = error_norm + diff.pow(2).sum()
+        error_orig = error_orig + (diff * std).pow(2).sum()
+        centred = (x - sae.mean.to(x.dtype)).double()
+        centred_sum += centred.sum(0)
+        centred_sumsq += centred.pow(2).sum(0)
+        on = out.values > 0
+        active = active + on.sum()
+        fired.index_add_(0, out.indices.flatten(), on.flatten().double())
+    variance_per_dim = (centred_sumsq - centred_sum.pow(2) / n_rows).clamp_min(0)
+    firing_rate = (fired / n_rows).cpu()
+    alive = int((fired > 0).sum())
+    return {
+        "fvu": float(error_orig / variance_per_dim.sum()),
+        "fvu_normalised": float(error_norm / (variance_per_dim / std.pow(2)).sum()),
+        "l0": float(active / n_rows),
+        "alive": alive,
+        "dead": sae.d_sae - alive,
+        "d_sae": sae.d_sae,
+        "n_eval_tokens": n_rows,
+        "firing_rate": firing_rate.tolist(),
+    }
+
+
+def train_sae(
+    cache_path,
+    cfg: SAEConfig,
+    device: torch.device | str,
+    out_dir,
+    provenance: dict | None = None,
+) -> dict:
+    """Train a TopK SAE on the ``train`` split of an activation cache, evaluate it on the
+    ``eval`` split, and write sae.safetensors, cfg.json and (last) metrics.json to ``out_dir``.
+    """
+    cache_path, out_dir = Path(cache_path), Path(out_dir)
+    device = pick_device(device) if isinstance(device, str) else device
+    started = time.perf_counter()
+    with h5py.File(_open_checked(cache_path), "r") as cache:
+        mean, std, d_model = _cache_stats(cache, cache_path, cfg)
+        cache_attrs = {k: _jsonable(v) for k, v in cache.attrs.items() if k not in ("mean", "std")}
+        train_rows, eval_rows = cache["train"], cache["eval"]
+        init_seed, data_seed, resample_seed = np.random.SeedSequence(cfg.seed).generate_state(3)
+        sae = TopKSAE(
+            d_model,
+            cfg.expansion * d_model,
+            cfg.k,
+            mean,
+            std,
+            generator=torch.Generator().manual_seed(int(init_seed)),
+        ).to(device)
+        batches = iter_shuffled_batches(
+            train_rows,
+            cfg.batch_size,
+            cfg.buffer_rows,
+            torch.Generator().manual_seed(int(data_seed)),
+            device,
+        )
+        resample_gen = torch.Generator().manual_seed(int(resample_seed))
+        loss_curve, resampled = _fit(sae, batches, cfg, resample_gen, cache_path)
+        sae.eval()
+        metrics = evaluate_sae(sae, eval_rows, cfg.eval_batch_size, f"{cache_path} eval split")
+
+    metrics = {
+        **metrics,
+        "loss_curve": loss_curve,
+        "resampled": resampled,
+        "wall_seconds": time.perf_counter() - started,
+    }
+    provenance = {**cache_attrs, "cache": str(cache_path), **(provenance or {})}
+    (out_dir / "metrics.json").unlink(missing_ok=True)
+    save_sae(sae, cfg, out_dir, provenance)
+    write_json(out_dir / "metrics.json", metrics)
+    return metrics
+
+
+def _fit(
+    sae: TopKSAE,
+    batches: Iterator[torch.Tensor],
+    cfg: SAEConfig,
+    resample_gen: torch.Generator,
+    cache_path: Path,
+) -> tuple[list, list]:
+    """The optimisation loop of ``train_sae``; returns (loss curve, resampling log)."""
+    device = sae.W_enc.device
+    optimizer = torch.optim.Adam(sae.parameters(), lr=cfg.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, cfg.warmup_steps, cfg.steps)
+    )
+    since_fired = torch.zeros(sae.d_sae, dtype=torch.long, device=device)
+    loss_curve, resampled = [], []
+    progress = tqdm(
+        range(1, cfg.steps + 1), desc=f"SAE {cache_path.name}", file=sys.stderr, mininterval=10
+    )
+    for step in progress:
+        x_hat = sae.normalise(next(batches))
+        values, indices = sae.encode_normalised(x_hat)
+        x_hat_rec = sae.decode(values, indices)
+        loss = (x_hat_rec - x_hat).pow(2).sum(-1).mean()
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(
+                f"SAE loss is {loss_value} at step {step} of {cfg.steps} while training on "
+                f"{cache_path}; the activations or the optimisation diverged"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        sae.remove_parallel_decoder_grad()
+        optimizer.step()
+        scheduler.step()
+        sae.normalise_decoder()
+
+        fired = torch.zeros(sae.d_sae, device=device).index_add_(
+            0, indices.flatten(), (values > 0).flatten().float()
+        )
+        since_fired = torch.where(fired > 0, 0, since_fired + 1)
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            with torch.no_grad():
+                total = (x_hat - x_hat.mean(0)).pow(2).sum()
+                fvu_batch = float((x_hat_rec - x_hat).pow(2).sum() / total)
+            loss_curve.append([step, loss_value, fvu_batch])
+            progress.set_postfix(loss=f"{loss_value:.4g}", fvu=f"{fvu_batch:.3f}")
+        due = cfg.resample_every and step % cfg.resample_every == 0
+        if due and step <= RESAMPLE_UNTIL * cfg.steps:
+            dead = since_fired >= cfg.dead_window
+            n_batches = min(16, max(1, math.ceil(4 * int(dead.sum()) / cfg.batch_size)))
+            pool = sae.normalise(torch.cat([next(batches) for _ in range(n_batches)]))
+            count = resample_dead_features(sae, optimizer, dead, pool, resample_gen)
+            since_fired[dead] = 0
+            resampled.append([step, count])
+            tqdm.write(f"step {step}: resampled {count} dead features", file=sys.stderr)
+    progress.close()
+    return loss_curve, resampled
+
+
+def save_sae(sae: TopKSAE, cfg: SAEConfig, out_dir, provenance: dict | None = None) -> None:
+    """Write ``sae.safetensors`` and ``cfg.json`` into ``out_dir``, each atomically."""
+    out_dir = Path(out_dir)
+    tensors = {name: t.detach().cpu().contiguous() for name, t in sae.state_dict().items()}
+    with atomic_path(out_dir / "sae.safetensors") as tmp:
+        save_file(tensors, str(tmp))
+    write_json(
+        out_dir / "cfg.json",
+        {
+            **asdict(cfg),
+            "d_model": sae.d_model,
+            "d_sae": sae.d_sae,
+            "normalisation": NORMALISATION,
+            "provenance": provenance or {},
+        },
+    )
+
+
+def load_sae(directory, device: torch.device | str = "cpu") -> TopKSAE:
+    """The SAE saved by ``train_sae``/``save_sae`` in ``directory``."""
+    directory = Path(directory)
+    cfg_path, weights_path = directory / "cfg.json", directory / "sae.safetensors"
+    for path in (cfg_path, weights_path):
+        if not path.is_file():
+            raise FileNotFoundError(f"SAE file {path} does not exist")
+    try:
+        cfg = read_json(cfg_path)
+        d_model, d_sae, k = int(cfg["d_model"]), int(cfg["d_sae"]), int(cfg["k"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"SAE config {cfg_path} is unreadable or lacks d_model/d_sae/k") from err
+    try:
+        tensors = load_file(str(weights_path))
+    except Exception as err:
+        raise ValueError(f"SAE weights file {weights_path} is corrupt or unreadable") from err
+    sae = TopKSAE(d_model, d_sae, k)
+    expected = {name: tuple(t.shape) for name, t in sae.state_dict().items()}
+    found = {name: tuple(t.shape) for name, t in tensors.items()}
+    if found != expected:
+        raise ValueError(
+            f"SAE weights file {weights_path} has tensors {found}, expected {expected}"
+        )
+    sae.load_state_dict(tensors)
+    return sae.to(torch.device(device)).eval()
+
+
+def _open_checked(cache_path: Path) -> Path:
+    if not cache_path.is_file():
+        raise FileNotFoundError(f"activation cache {cache_path} does not exist")
+    return cache_path
+
+
+def _cache_stats(cache: h5py.File, cache_path: Path, cfg: SAEConfig):
+    """mean, std and d_model of a cache, after checking its layout and statistics."""
+    for name in ("train", "eval"):
+        if name not in cache or cache[name].ndim != 2:
+            raise ValueError(f"activation cache {cache_path} lacks a 2-D {name!r} dataset")
+    d_model = cache["train"].shape[1]
+    if cache["eval"].shape[1] != d_model:
+        raise ValueError(f"activation cache {cache_path} has train and eval of different widths")
+    if cache["train"].shape[0] < cfg.batch_size:
+        raise ValueError(
+            f"activation cache {cache_path} has {cache['train'].shape[0]} train rows, "
+            f"fewer than batch_size={cfg.batch_size}"
+        )
+    stats = {}
+    for name in ("mean", "std"):
+        if name not in cache.attrs:
+            raise ValueError(f"activation cache {cache_path} lacks the {name!r} attribute")
+        value = np.asarray(cache.attrs[name], dtype=np.float64)
+        if value.shape != (d_model,) or not np.isfinite(value).all():
+            raise ValueError(
+                f"activation cache {cache_path} attribute {name!r} must be {d_model} finite values"
+            )
+        stats[name] = value
+    if (stats["std"] <= 0).any():
+        raise ValueError(f"activation cache {cache_path} has a zero std in some dimension")
+    if cfg.k > cfg.expansion * d_model:
+        raise ValueError(f"SAE config k={cfg.k} exceeds d_sae={cfg.expansion * d_model}")
+    return torch.from_numpy(stats["mean"]), torch.from_numpy(stats["std"]), d_model
+
+
+def _jsonable(value):
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+__all__ = [
+    "SAEConfig",
+    "SAEOutput",
+    "TopKSAE",
+    "evaluate_sae",
+    "iter_shuffled_batches",
+    "load_sae",
+    "lr_factor",
+    "project_out_parallel",
+    "resample_dead_features",
+    "save_sae",
+    "train_sae",
+]

@@ -1,0 +1,185 @@
+"""The activation cache: rows, float64 stats, chunking, NaN refusal, damaged files."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM
+
+from prunescope.activations import (
+    DEFAULT_CHUNK_ROWS,
+    ActivationCacheError,
+    RunningMoments,
+    capture_activations,
+    open_cache,
+    read_cache_info,
+)
+
+VOCAB = 80
+CONTEXT = 12
+SHARED = dict(
+    vocab_size=VOCAB,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=3,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=32,
+)
+PROVENANCE = {"model": "tiny", "condition": "wanda-0.5", "corpus": "stdlib", "seed": 3}
+
+
+def build(arch: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    if arch == "llama":
+        return LlamaForCausalLM(LlamaConfig(**SHARED)).eval()
+    return Gemma3ForCausalLM(Gemma3TextConfig(**SHARED, head_dim=8, sliding_window=4)).eval()
+
+
+def windows(n: int, seed: int, low: int = 0) -> torch.Tensor:
+    return torch.randint(low, VOCAB, (n, CONTEXT), generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture
+def splits() -> dict[str, torch.Tensor]:
+    return {"train": windows(7, 0), "eval": windows(3, 1)}
+
+
+def reference_rows(model, ids: torch.Tensor, layer: int, skip: int) -> np.ndarray:
+    with torch.inference_mode():
+        hidden = model(ids, output_hidden_states=True).hidden_states[layer + 1]
+    return hidden[:, skip:].reshape(-1, hidden.shape[-1]).float().numpy()
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+@pytest.mark.parametrize("skip", [0, 1])
+def test_rows_are_the_block_outputs_in_window_order(tmp_path, splits, arch, skip):
+    model = build(arch)
+    out = tmp_path / "acts" / "L1.h5"
+    summary = capture_activations(
+        model, 1, splits, out, provenance=PROVENANCE, batch_size=3, skip_positions=skip
+    )
+    rows_per_window = CONTEXT - skip
+    assert summary["n_train_tokens"] == 7 * rows_per_window
+    with open_cache(out) as f:
+        for name, ids in splits.items():
+            stored = f[name][:]
+            assert stored.dtype == np.float32 and stored.shape == (len(ids) * rows_per_window, 32)
+            np.testing.assert_allclose(stored, reference_rows(model, ids, 1, skip), rtol=0, atol=0)
+    assert not out.with_name("L1.h5.partial").exists()
+
+
+def test_stats_are_float64_moments_of_the_first_rows(tmp_path, splits):
+    model = build("llama")
+    out = tmp_path / "L0.h5"
+    capture_activations(
+        model, 0, splits, out, provenance=PROVENANCE, batch_size=2, stats_samples=30
+    )
+    first = reference_rows(model, splits["train"], 0, 0)[:30].astype(np.float64)
+    info = read_cache_info(out)
+    assert info["mean"].dtype == np.float64 and info["attrs"]["stats_samples"] == 30
+    np.testing.assert_allclose(info["mean"], first.mean(axis=0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(info["std"], first.std(axis=0), rtol=1e-12, atol=1e-12)
+
+
+def test_stats_use_every_train_row_when_fewer_than_asked(tmp_path, splits):
+    out = tmp_path / "L0.h5"
+    capture_activations(build("llama"), 0, splits, out, provenance=PROVENANCE)
+    assert read_cache_info(out)["attrs"]["stats_samples"] == 7 * CONTEXT
+
+
+def test_running_moments_match_numpy_despite_a_huge_offset():
+    rng = np.random.default_rng(0)
+    rows = (1e4 + rng.normal(size=(257, 5)) * np.array([1e-3, 1, 10, 0.5, 2])).astype(np.float32)
+    moments = RunningMoments(5)
+    for part in np.array_split(rows, [1, 50, 51, 200]):
+        moments.update(part)
+    exact = rows.astype(np.float64)
+    assert moments.count == 257
+    np.testing.assert_allclose(moments.mean, exact.mean(axis=0), rtol=1e-14)
+    np.testing.assert_allclose(moments.std, exact.std(axis=0), rtol=1e-9)
+
+
+def test_datasets_are_chunked_by_rows_and_attrs_record_provenance(tmp_path, splits):
+    out = tmp_path / "L2.h5"
+    capture_activations(
+        build("llama"), 2, splits, out, provenance=PROVENANCE, chunk_rows=16, skip_positions=1
+    )
+    with h5py.File(out) as f:
+        assert f["train"].chunks == (16, 32) and f["eval"].chunks == (16, 32)
+    attrs = read_cache_info(out)["attrs"]
+    expected = {
+        **PROVENANCE,
+        "layer": 2,
+        "d_model": 32,
+        "context": CONTEXT,
+        "skip_positions": 1,
+        "n_train_tokens": 77,
+        "n_eval_tokens": 33,
+        "format_version": 1,
+        "dtype": "float32",
+    }
+    assert {key: attrs[key] for key in expected} == expected
+
+    small = tmp_path / "default.h5"
+    capture_activations(build("llama"), 0, splits, small, provenance={})
+    with h5py.File(small) as f:
+        assert f["train"].chunks == (min(DEFAULT_CHUNK_ROWS, 7 * CONTEXT), 32)
+
+
+def test_nan_activations_abort_and_leave_no_file(tmp_path):
+    model = build("llama")
+    poisoned = 5
+    with torch.no_grad():
+        model.model.embed_tokens.weight[poisoned] = float("nan")
+    clean_train = windows(4, 0, low=poisoned + 1)
+    eval_ids = windows(3, 1, low=poisoned + 1)
+    eval_ids[2, 6] = poisoned
+    out = tmp_path / "L1.h5"
+    with pytest.raises(FloatingPointError, match=r"layer 1 .*wanda-0\.5.*'eval'"):
+        capture_activations(
+            model, 1, {"train": clean_train, "eval": eval_ids}, out, provenance=PROVENANCE
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_inputs_are_refused_before_any_file(tmp_path, splits):
+    model = build("llama")
+    out = tmp_path / "x.h5"
+    cases = [
+        (dict(splits=splits, layer=3), r"layer 3 .*0\.\.2"),
+        (dict(splits={"eval": splits["eval"]}), "'train'"),
+        (dict(splits={**splits, "eval": windows(2, 5)[:, :6]}), "context"),
+        (dict(splits=splits, skip_positions=CONTEXT), "skip_positions"),
+        (dict(splits={"train": splits["train"] + VOCAB}), "vocabulary"),
+        (dict(splits=splits, provenance={"layer": 4}), "'layer' clashes"),
+        (dict(splits=splits, provenance={"model": None}), "'model'"),
+    ]
+    for overrides, message in cases:
+        kwargs = {"layer": 0, "provenance": PROVENANCE, **overrides}
+        with pytest.raises(ValueError, match=message):
+            capture_activations(model, out_path=out, **kwargs)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_truncated_or_incomplete_cache_gets_a_clear_error(tmp_path, splits):
+    out = tmp_path / "L0.h5"
+    capture_activations(build("llama"), 0, splits, out, provenance=PROVENANCE)
+    data = out.read_bytes()
+
+    out.write_bytes(data[: len(data) // 2])
+    for reader in (read_cache_info, open_cache):
+        with pytest.raises(ActivationCacheError, match=r"L0\.h5 is truncated or corrupt"):
+            reader(out)
+
+    out.write_bytes(data)
+    with h5py.File(out, "a") as f:
+        del f["eval"]
+    with pytest.raises(ActivationCacheError, match=r"L0\.h5 has no 'eval' dataset"):
+        read_cache_info(out)
+    assert read_cache_info(out, required_splits=("train",))["splits"] == {"train": 7 * CONTEXT}
+
+    with pytest.raises(FileNotFoundError, match="missing.h5"):
+        read_cache_info(tmp_path / "missing.h5")

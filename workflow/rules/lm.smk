@@ -1,0 +1,158 @@
+# Study LM, data stages: corpus -> (tokenizer, tiny LM | hub model) -> pruned
+# checkpoints -> perplexity -> fp32 activation cache -> TopK SAEs.
+
+
+rule prepare_corpus:
+    output:
+        train="results/corpus/{corpus}/train.jsonl",
+        calib="results/corpus/{corpus}/calib.jsonl",
+        eval="results/corpus/{corpus}/eval.jsonl",
+        manifest="results/corpus/{corpus}/manifest.json",
+    log:
+        "results/logs/prepare_corpus/{corpus}.log",
+    params:
+        corpus=lambda wc: config["corpora"][wc.corpus],
+    script:
+        "../../scripts/prepare_corpus.py"
+
+
+rule train_tokenizer:
+    input:
+        train=model_corpus_split("train"),
+    output:
+        directory("results/tokenizers/{model}"),
+    log:
+        "results/logs/train_tokenizer/{model}.log",
+    wildcard_constraints:
+        model="|".join(LOCAL_MODELS),
+    params:
+        tokenizer=lambda wc: model_spec(wc)["tokenizer"],
+    script:
+        "../../scripts/train_tokenizer.py"
+
+
+rule train_local_model:
+    input:
+        tokenizer="results/tokenizers/{model}",
+        train=model_corpus_split("train"),
+        eval=model_corpus_split("eval"),
+    output:
+        directory("results/models/{model}/dense"),
+    log:
+        "results/logs/train_local_model/{model}.log",
+    benchmark:
+        "results/benchmarks/train_local_model/{model}.tsv"
+    wildcard_constraints:
+        model="|".join(LOCAL_MODELS),
+    threads: workflow.cores
+    resources:
+        gpu=1,
+    params:
+        architecture=lambda wc: model_spec(wc)["architecture"],
+        training=lambda wc: model_spec(wc)["training"],
+        device=config["device"],
+    script:
+        "../../scripts/train_local_model.py"
+
+
+rule save_hub_model:
+    output:
+        directory("results/models/{model}/dense"),
+    log:
+        "results/logs/save_hub_model/{model}.log",
+    wildcard_constraints:
+        model="|".join(HUB_MODELS),
+    params:
+        name=lambda wc: model_spec(wc)["name"],
+        revision=lambda wc: model_spec(wc).get("revision"),
+        dtype=lambda wc: model_spec(wc)["dtype"],
+    script:
+        "../../scripts/save_hub_model.py"
+
+
+rule prune_model:
+    input:
+        model="results/models/{model}/dense",
+        calib=model_corpus_split("calib"),
+    output:
+        directory("results/models/{model}/{method}-{sparsity}"),
+    log:
+        "results/logs/prune_model/{model}/{method}-{sparsity}.log",
+    benchmark:
+        "results/benchmarks/prune_model/{model}/{method}-{sparsity}.tsv"
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        sparsity=lambda wc: float(wc.sparsity),
+        options=lambda wc: pruning_options(config, wc.model, wc.method),
+        dtype=lambda wc: model_spec(wc)["dtype"],
+        device=config["device"],
+    script:
+        "../../scripts/prune_model.py"
+
+
+rule evaluate_perplexity:
+    input:
+        model="results/models/{model}/{cond}",
+        text=perplexity_corpus_file,
+    output:
+        "results/perplexity/{model}/{cond}.json",
+    log:
+        "results/logs/evaluate_perplexity/{model}/{cond}.log",
+    benchmark:
+        "results/benchmarks/evaluate_perplexity/{model}/{cond}.tsv"
+    threads: 1
+    resources:
+        gpu=1,
+    params:
+        perplexity=config["perplexity"],
+        dtype=lambda wc: model_spec(wc)["dtype"],
+        device=config["device"],
+    script:
+        "../../scripts/evaluate_perplexity.py"
+
+
+rule capture_activations:
+    input:
+        model="results/models/{model}/{cond}",
+        train=model_corpus_split("train"),
+        eval=model_corpus_split("eval"),
+    output:
+        "results/activations/{model}/{cond}/L{layer}.h5",
+    log:
+        "results/logs/capture_activations/{model}/{cond}/L{layer}.log",
+    benchmark:
+        "results/benchmarks/capture_activations/{model}/{cond}/L{layer}.tsv"
+    threads: 1
+    resources:
+        gpu=1,
+    params:
+        activations=config["activations"],
+        corpus=lambda wc: model_spec(wc)["corpus"],
+        dtype=lambda wc: model_spec(wc)["dtype"],
+        device=config["device"],
+    script:
+        "../../scripts/capture_activations.py"
+
+
+rule train_sae:
+    input:
+        "results/activations/{model}/{cond}/L{layer}.h5",
+    output:
+        weights="results/sae/{model}/{cond}/L{layer}/seed{seed}/sae.safetensors",
+        cfg="results/sae/{model}/{cond}/L{layer}/seed{seed}/cfg.json",
+        metrics="results/sae/{model}/{cond}/L{layer}/seed{seed}/metrics.json",
+    log:
+        "results/logs/train_sae/{model}/{cond}/L{layer}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/train_sae/{model}/{cond}/L{layer}/seed{seed}.tsv"
+    threads: 1
+    resources:
+        gpu=1,
+    params:
+        sae={k: v for k, v in config["sae"].items() if k != "seeds"},
+        seed=lambda wc: int(wc.seed),
+        device=config["device"],
+    script:
+        "../../scripts/train_sae.py"
