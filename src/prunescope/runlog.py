@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,3 +36,13 @@ def rule_logging(log_path: str | None, threads: int = 1) -> Iterator[logging.Log
             except BaseException:
                 logger.exception("failed")
                 raise
+
+
+def export_to_jobs(library: str | os.PathLike) -> None:
+    """Put the library on the PYTHONPATH that every job's script inherits.
+
+    Jobs then import ``prunescope`` whether they run in the project's venv or
+    in an environment that Snakemake built from ``envs/`` with ``--use-conda``.
+    """
+    paths = [str(library), *filter(None, [os.environ.get("PYTHONPATH")])]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))

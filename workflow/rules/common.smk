@@ -3,8 +3,13 @@
 import sys
 from pathlib import Path
 
+# The library is importable by this process and by every job's script, in the
+# project's venv or in a --use-conda environment alike.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
+from prunescope.runlog import export_to_jobs
+
+export_to_jobs(Path(workflow.basedir) / "src")
 from prunescope.plan import (
     activation_path,
     check_config,

@@ -10,6 +10,8 @@ rule prepare_corpus:
         manifest="results/corpus/{corpus}/manifest.json",
     log:
         "results/logs/prepare_corpus/{corpus}.log",
+    conda:
+        "../../envs/prunescope.yaml"
     params:
         corpus=lambda wc: config["corpora"][wc.corpus],
     script:
@@ -25,6 +27,8 @@ rule train_tokenizer:
         "results/logs/train_tokenizer/{model}.log",
     wildcard_constraints:
         model="|".join(LOCAL_MODELS),
+    conda:
+        "../../envs/prunescope.yaml"
     params:
         tokenizer=lambda wc: model_spec(wc)["tokenizer"],
     script:
@@ -44,6 +48,8 @@ rule train_local_model:
         "results/benchmarks/train_local_model/{model}.tsv"
     wildcard_constraints:
         model="|".join(LOCAL_MODELS),
+    conda:
+        "../../envs/prunescope.yaml"
     threads: workflow.cores
     resources:
         gpu=1,
@@ -62,6 +68,8 @@ rule save_hub_model:
         "results/logs/save_hub_model/{model}.log",
     wildcard_constraints:
         model="|".join(HUB_MODELS),
+    conda:
+        "../../envs/prunescope.yaml"
     params:
         name=lambda wc: model_spec(wc)["name"],
         revision=lambda wc: model_spec(wc).get("revision"),
@@ -80,6 +88,8 @@ rule prune_model:
         "results/logs/prune_model/{model}/{method}-{sparsity}.log",
     benchmark:
         "results/benchmarks/prune_model/{model}/{method}-{sparsity}.tsv"
+    conda:
+        "../../envs/prunescope.yaml"
     threads: 2
     resources:
         gpu=1,
@@ -102,6 +112,8 @@ rule evaluate_perplexity:
         "results/logs/evaluate_perplexity/{model}/{cond}.log",
     benchmark:
         "results/benchmarks/evaluate_perplexity/{model}/{cond}.tsv"
+    conda:
+        "../../envs/prunescope.yaml"
     threads: 1
     resources:
         gpu=1,
@@ -124,6 +136,8 @@ rule capture_activations:
         "results/logs/capture_activations/{model}/{cond}/L{layer}.log",
     benchmark:
         "results/benchmarks/capture_activations/{model}/{cond}/L{layer}.tsv"
+    conda:
+        "../../envs/prunescope.yaml"
     threads: 1
     resources:
         gpu=1,
@@ -147,6 +161,8 @@ rule train_sae:
         "results/logs/train_sae/{model}/{cond}/L{layer}/seed{seed}.log",
     benchmark:
         "results/benchmarks/train_sae/{model}/{cond}/L{layer}/seed{seed}.tsv"
+    conda:
+        "../../envs/prunescope.yaml"
     threads: 1
     resources:
         gpu=1,

@@ -1,0 +1,134 @@
+"""The Snakemake workflow itself: dry-runs of every preset, lint, a smoke run, partial reruns."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PRESETS = ["config.yaml", "configs/smoke.yaml", "configs/paper.yaml"]
+
+
+def snakemake(*args: str, cwd: Path = ROOT, check: bool = True) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+    )
+    output = result.stdout + result.stderr
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{output[-4000:]}")
+    return output
+
+
+def planned_jobs(dry_run_output: str) -> dict[str, int]:
+    """Job counts from the 'Job stats' table of a dry-run."""
+    table = dry_run_output.split("Job stats:", 1)[1]
+    counts = {}
+    for line in table.splitlines()[3:]:
+        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if not match:
+            break
+        counts[match[1]] = int(match[2])
+    counts.pop("total", None)
+    return counts
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_dry_run_of_every_preset(preset, tmp_path):
+    out = snakemake("-n", "--configfile", str(ROOT / preset), "--directory", str(tmp_path))
+    jobs = planned_jobs(out)
+    assert jobs["train_sae"] >= 6 and jobs["capture_activations"] >= 3
+    if preset.endswith("paper.yaml"):
+        assert jobs["save_hub_model"] == 3 and "train_local_model" not in jobs
+
+
+def test_a_bad_config_stops_before_any_job(tmp_path):
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["pruning"]["grid"]["magnitude"] = [0.2, 1.5]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    out = snakemake("-n", "--configfile", str(bad), "--directory", str(tmp_path), check=False)
+    assert "1.5" in out and "Job stats" not in out
+
+
+def test_rule_files_pass_lint_and_format():
+    out = snakemake("--lint", check=False)
+    assert "Lints for" not in out, out[-3000:]
+    fmt = subprocess.run(
+        [sys.executable, "-m", "snakefmt", "--check", "Snakefile", "workflow/rules"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert fmt.returncode == 0, fmt.stderr
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> Path:
+    """A copy of the workflow run to completion on the smoke preset."""
+    work = tmp_path_factory.mktemp("smoke")
+    for name in ("Snakefile", "config.yaml"):
+        shutil.copy(ROOT / name, work / name)
+    for name in ("workflow", "scripts", "configs"):
+        shutil.copytree(ROOT / name, work / name)
+    snakemake("--cores", "2", "--configfile", "configs/smoke.yaml", cwd=work)
+    return work
+
+
+@pytest.mark.slow
+def test_smoke_run_produces_every_data_artifact(smoke_run):
+    results = smoke_run / "results"
+    assert not list(results.rglob("*.partial"))
+    for cond in ("dense", "magnitude-0.3", "wanda-0.3"):
+        assert (results / f"perplexity/tiny/{cond}.json").is_file()
+        with h5py.File(results / f"activations/tiny/{cond}/L1.h5") as f:
+            assert f["train"].dtype == "float32" and f["train"].chunks is not None
+            assert f.attrs["mean"].dtype == "float64" and f.attrs["condition"] == cond
+        for seed in (0, 1):
+            sae = results / f"sae/tiny/{cond}/L1/seed{seed}"
+            assert {p.name for p in sae.iterdir()} == {"sae.safetensors", "cfg.json", "metrics.json"}
+    report = yaml.safe_load((results / "models/tiny/wanda-0.3/pruning_report.json").read_text())
+    assert report["overall_sparsity"] == pytest.approx(0.3, abs=0.01)
+    assert (results / "logs/train_sae/tiny/dense/L1/seed0.log").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_nothing_reruns_without_a_change(smoke_run):
+    out = snakemake("-n", "--configfile", "configs/smoke.yaml", cwd=smoke_run)
+    assert "Nothing to be done" in out
+
+
+def _edited(smoke_run: Path, edit) -> dict[str, int]:
+    config = yaml.safe_load((smoke_run / "configs/smoke.yaml").read_text())
+    edit(config)
+    path = smoke_run / "edited.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return planned_jobs(snakemake("-n", "--configfile", str(path), cwd=smoke_run))
+
+
+@pytest.mark.slow
+def test_editing_an_sae_setting_reruns_only_the_saes(smoke_run):
+    jobs = _edited(smoke_run, lambda c: c["sae"].update(k=4))
+    assert jobs == {"train_sae": 6, "all": 1}
+
+
+@pytest.mark.slow
+def test_editing_a_pruning_setting_reruns_that_method_and_what_follows(smoke_run):
+    jobs = _edited(smoke_run, lambda c: c["pruning"]["calibration"].update(n_tokens=1024))
+    # Wanda reads calibration data; magnitude does not, so only Wanda's branch reruns.
+    assert jobs == {
+        "prune_model": 1,
+        "evaluate_perplexity": 1,
+        "capture_activations": 1,
+        "train_sae": 2,
+        "all": 1,
+    }
