@@ -1,7 +1,7 @@
 """Freeze a hub (or local) causal LM into results/ so every condition starts from the same files."""
 
-from prunescope.io import atomic_path
 from prunescope.checkpoints import save_pretrained_copy
+from prunescope.io import atomic_path
 from prunescope.runlog import rule_logging
 
 with rule_logging(snakemake.log[0]) as log:

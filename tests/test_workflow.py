@@ -95,7 +95,11 @@ def test_smoke_run_produces_every_data_artifact(smoke_run):
             assert f.attrs["mean"].dtype == "float64" and f.attrs["condition"] == cond
         for seed in (0, 1):
             sae = results / f"sae/tiny/{cond}/L1/seed{seed}"
-            assert {p.name for p in sae.iterdir()} == {"sae.safetensors", "cfg.json", "metrics.json"}
+            assert {p.name for p in sae.iterdir()} == {
+                "sae.safetensors",
+                "cfg.json",
+                "metrics.json",
+            }
     report = yaml.safe_load((results / "models/tiny/wanda-0.3/pruning_report.json").read_text())
     assert report["overall_sparsity"] == pytest.approx(0.3, abs=0.01)
     assert (results / "logs/train_sae/tiny/dense/L1/seed0.log").stat().st_size > 0

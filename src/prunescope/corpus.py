@@ -54,9 +54,7 @@ def hash_order(doc_id: str, seed: int) -> bytes:
     return hashlib.sha256(f"order:{seed}:{doc_id}".encode()).digest()
 
 
-def stdlib_documents(
-    exclude: Iterable[str] = (), content: str = "source"
-) -> Iterator[Document]:
+def stdlib_documents(exclude: Iterable[str] = (), content: str = "source") -> Iterator[Document]:
     """Python source files of the running interpreter's standard library.
 
     ``content`` is ``source`` (whole files, docstrings included) or
