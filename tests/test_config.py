@@ -87,7 +87,10 @@ SEMANTIC_ERRORS = [
     ("pruning.grid.wanda_2of4", [0.4], "sparsity 0.5, not 0.4"),
     ("pruning.grid.wanda_4of4", [1 - 1e-9], "N < M"),
     ("corpora.stdlib.fractions", {"train": 0.9, "eval": 0.3}, "add up to 1.2"),
-    ("activations.context", 4096, "exceeds models.tiny.architecture"),
+    ("activations.context", 4096, "activations.context 4096 exceeds models.tiny.architecture"),
+    ("analysis.primary_tau", 0.75, "primary_tau 0.75 is not one of analysis.taus"),
+    ("analysis.reference_seed", 9, "reference_seed 9 is not in sae.seeds"),
+    ("analysis.ablation.conditions", {"tiny": "wanda-0.9"}, "wanda-0.9"),
 ]
 
 

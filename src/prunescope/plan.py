@@ -127,6 +127,7 @@ def check_config(config: dict) -> None:
             "so it holds window - 1 text tokens"
         )
     _check_grid("pruning.grid", config["pruning"]["grid"])
+    _check_analysis(config)
 
 
 def _check_corpus(name: str, corpus: dict) -> None:
@@ -153,12 +154,17 @@ def _check_model(config: dict, name: str, spec: dict) -> None:
                     f"{key}.layers: layer {layer} is past the model's depth ({depth} layers)"
                 )
         positions = spec["architecture"].get("max_position_embeddings", 2048)
-        for ctx_key in ("activations", "perplexity", "training"):
-            block = spec["training"] if ctx_key == "training" else config[ctx_key]
-            ctx = block.get("window" if ctx_key == "perplexity" else "context", 0)
+        contexts = {
+            "activations.context": config["activations"]["context"],
+            "perplexity.window": config["perplexity"]["window"],
+            f"{key}.training.context": spec["training"]["context"],
+            "pruning.calibration.context": config["pruning"]["calibration"]["context"],
+            "analysis.ablation.context": config["analysis"]["ablation"]["context"],
+        }
+        for ctx_key, ctx in contexts.items():
             if ctx > positions:
                 raise ValueError(
-                    f"{ctx_key} context {ctx} exceeds {key}.architecture.max_position_embeddings"
+                    f"{ctx_key} {ctx} exceeds {key}.architecture.max_position_embeddings"
                 )
     else:
         target = spec["name"]
@@ -185,3 +191,87 @@ def _check_grid(key: str, grid: dict) -> None:
                 raise ValueError(
                     f"{key}.{method}: an {n}:{m} pattern has sparsity {n / m:g}, not {s:g}"
                 )
+
+
+# --- analyses (RQ1-RQ5) ---------------------------------------------------------------------
+
+
+def match_path(model: str, layer: int, cond_a: str, seed_a: int, cond_b: str, seed_b: int) -> str:
+    return f"results/matches/{model}/L{layer}/{cond_a}_seed{seed_a}__{cond_b}_seed{seed_b}.h5"
+
+
+def pruned_conditions(config: dict, model: str) -> list[str]:
+    return [c for c in conditions(config, model) if c != "dense"]
+
+
+def stability_matches(config: dict, model: str, layer: int, cond: str) -> list[str]:
+    """Every pair of seeds within a condition (RQ1)."""
+    seeds = sorted(config["sae"]["seeds"])
+    pairs = [(a, b) for i, a in enumerate(seeds) for b in seeds[i + 1 :]]
+    return [match_path(model, layer, cond, a, cond, b) for a, b in pairs]
+
+
+def survival_matches(config: dict, model: str, layer: int, cond: str) -> list[str]:
+    """Dense vs pruned SAEs: the reference seeds, or every seed pair if asked (RQ2, RQ4)."""
+    ref = config["analysis"]["reference_seed"]
+    if not config["analysis"]["survival_all_seeds"]:
+        return [match_path(model, layer, "dense", ref, cond, ref)]
+    seeds = config["sae"]["seeds"]
+    return [match_path(model, layer, "dense", a, cond, b) for a in seeds for b in seeds]
+
+
+def logistic_matches(config: dict, model: str, layer: int, cond: str) -> list[str]:
+    """The dense reference SAE vs every seed of a pruned condition (the logistic target)."""
+    ref = config["analysis"]["reference_seed"]
+    return [match_path(model, layer, "dense", ref, cond, s) for s in config["sae"]["seeds"]]
+
+
+def ablation_condition(config: dict, model: str) -> str:
+    """The pruned condition of Table 4: configured, else Wanda (or the first method) at
+    the middle of the model's grid."""
+    chosen = config["analysis"]["ablation"].get("conditions", {}).get(model)
+    if chosen:
+        return chosen
+    grid = model_grid(config, model)
+    method = "wanda" if "wanda" in grid else next(iter(grid))
+    sparsities = sorted(s for s in grid[method] if s > 0)
+    return condition_name(method, sparsities[(len(sparsities) - 1) // 2])
+
+
+def model_layers(config: dict):
+    for model, spec in config["models"].items():
+        for layer in spec["layers"]:
+            yield model, layer
+
+
+TABLES = ("table1", "table2", "table3", "table4", "tableB1")
+FIGURES = ("fig1", "fig2", "fig3", "fig4", "fig5", "fig6")
+
+
+def analysis_targets(config: dict) -> list[str]:
+    extra = ["seed_stability", "survival", "quintile_survival", "logistic_fit"]
+    tables = [f"results/tables/{t}.csv" for t in (*TABLES, *extra)]
+    return tables + [f"results/figures/{f}.png" for f in FIGURES]
+
+
+def _check_analysis(config: dict) -> None:
+    analysis = config["analysis"]
+    taus = analysis["taus"]
+    for key in ("primary_tau",):
+        if analysis[key] not in taus:
+            raise ValueError(f"analysis.{key} {analysis[key]} is not one of analysis.taus")
+    for tau in analysis["logistic_taus"]:
+        if tau not in taus:
+            raise ValueError(f"analysis.logistic_taus: {tau} is not one of analysis.taus")
+    if analysis["reference_seed"] not in config["sae"]["seeds"]:
+        raise ValueError(
+            f"analysis.reference_seed {analysis['reference_seed']} is not in sae.seeds"
+        )
+    for model, cond in analysis["ablation"].get("conditions", {}).items():
+        if model not in config["models"]:
+            raise ValueError(f"analysis.ablation.conditions: {model!r} is not a key of models")
+        if cond not in pruned_conditions(config, model):
+            raise ValueError(
+                f"analysis.ablation.conditions.{model}: {cond!r} is not a pruned condition of "
+                "that model's grid"
+            )

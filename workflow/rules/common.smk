@@ -11,15 +11,23 @@ from prunescope.runlog import export_to_jobs
 
 export_to_jobs(Path(workflow.basedir) / "src")
 from prunescope.plan import (
-    activation_path,
+    ablation_condition,
+    analysis_targets,
     check_config,
     conditions,
     data_stage_targets,
+    logistic_matches,
+    match_path,
     model_dir,
+    model_layers,
     models_by_source,
     perplexity_corpus,
+    perplexity_path,
+    pruned_conditions,
     pruning_options,
     sae_dir,
+    stability_matches,
+    survival_matches,
 )
 
 check_config(config)
@@ -52,3 +60,80 @@ def model_corpus_split(split):
 
 def perplexity_corpus_file(wildcards):
     return f"results/corpus/{perplexity_corpus(config, wildcards.model)}/eval.jsonl"
+
+
+# --- analyses ---------------------------------------------------------------------------------
+
+CONDITION = r"dense|[a-z0-9_]+-[0-9.]+"
+REFERENCE_SEED = config["analysis"]["reference_seed"]
+
+
+def _each(paths_for, conds_for=conditions):
+    """Collect ``paths_for(model, layer, cond)`` over the whole grid."""
+    return [
+        path
+        for model, layer in model_layers(config)
+        for cond in conds_for(config, model)
+        for path in paths_for(config, model, layer, cond)
+    ]
+
+
+all_stability_matches = _each(stability_matches)
+all_survival_matches = _each(survival_matches, pruned_conditions)
+all_logistic_matches = _each(logistic_matches, pruned_conditions)
+all_reference_matches = _each(
+    lambda c, m, l, cond: [
+        match_path(m, l, "dense", REFERENCE_SEED, cond, REFERENCE_SEED)
+    ],
+    pruned_conditions,
+)
+all_reference_metrics = [
+    f"{sae_dir(model, 'dense', layer, REFERENCE_SEED)}/metrics.json"
+    for model, layer in model_layers(config)
+]
+all_transfer_results = _each(
+    lambda c, m, l, cond: [f"results/transfer/{m}/L{l}/{cond}.json"]
+)
+all_perplexities = [
+    perplexity_path(model, cond)
+    for model in config["models"]
+    for cond in conditions(config, model)
+]
+all_sae_metrics = _each(
+    lambda c, m, l, cond: [
+        f"{sae_dir(m, cond, l, seed)}/metrics.json" for seed in c["sae"]["seeds"]
+    ]
+)
+all_ablation_results = [
+    f"results/ablation/{model}/L{layer}/{ablation_condition(config, model)}/{side}.json"
+    for model, layer in model_layers(config)
+    for side in ("dense", "pruned")
+]
+
+
+def reference_sae(cond, filename):
+    def path(wildcards):
+        return f"{sae_dir(wildcards.model, cond, wildcards.layer, REFERENCE_SEED)}/{filename}"
+
+    return path
+
+
+def reference_match(wildcards):
+    return match_path(
+        wildcards.model,
+        wildcards.layer,
+        "dense",
+        REFERENCE_SEED,
+        wildcards.cond,
+        REFERENCE_SEED,
+    )
+
+
+def ablated_sae(wildcards):
+    cond = "dense" if wildcards.side == "dense" else wildcards.cond
+    return f"{sae_dir(wildcards.model, cond, wildcards.layer, REFERENCE_SEED)}/sae.safetensors"
+
+
+def ablated_model(wildcards):
+    cond = "dense" if wildcards.side == "dense" else wildcards.cond
+    return model_dir(wildcards.model, cond)

@@ -1,0 +1,68 @@
+"""RQ5: KL of single-feature ablations for the robust and fragile features of one SAE."""
+
+from pathlib import Path
+
+import numpy as np
+
+from prunescope.ablation import ablation_kl, robust_and_fragile, summarise_ablation
+from prunescope.corpus import windows_from_jsonl
+from prunescope.io import read_json, write_json
+from prunescope.matching import load_matches
+from prunescope.models import load_causal_lm
+from prunescope.runlog import rule_logging
+from prunescope.sae import load_sae
+
+with rule_logging(snakemake.log[0], snakemake.threads) as log:
+    w, p = snakemake.wildcards, snakemake.params
+    cfg = p.ablation
+    match = load_matches(snakemake.input.match)
+    sae_dir = Path(snakemake.input.sae).parent
+    firing = np.asarray(read_json(sae_dir / "metrics.json")["firing_rate"])
+    # Dense features are ranked by their best cosine in the pruned SAE, pruned features
+    # by their best cosine in the dense SAE.
+    cosine = match.a_best_cos if w.side == "dense" else match.b_best_cos
+    chosen = robust_and_fragile(cosine, firing > 0, cfg["n_features"])
+    if chosen.get("note"):
+        log.info("%s", chosen["note"])
+    model, tokenizer = load_causal_lm(snakemake.input.model, p.dtype, p.device)
+    prompts = windows_from_jsonl(
+        tokenizer, snakemake.input.prompts, cfg["context"], cfg["n_prompts"] * cfg["context"]
+    )[: cfg["n_prompts"]]
+    sae = load_sae(sae_dir)
+    features = np.concatenate([chosen["robust"], chosen["fragile"]])
+    result = ablation_kl(
+        model,
+        sae,
+        int(w.layer),
+        prompts,
+        features,
+        mode=cfg["mode"],
+        feature_batch_size=cfg["feature_batch_size"],
+        prompt_batch_size=cfg["prompt_batch_size"],
+    )
+    kl = np.asarray(result["kl"])
+    n = len(chosen["robust"])
+    summary = summarise_ablation(kl[:n], kl[n:])
+    out = {
+        "model": w.model,
+        "layer": int(w.layer),
+        "condition": w.cond,
+        "side": w.side,
+        "mode": cfg["mode"],
+        "n_prompts": result["n_prompts"],
+        "context": result["context"],
+        "selection_note": chosen.get("note", ""),
+        "reconstruction_baseline_kl": result["reconstruction_baseline_kl"],
+        **summary,
+        "robust_features": np.asarray(chosen["robust"]).tolist(),
+        "fragile_features": np.asarray(chosen["fragile"]).tolist(),
+        "robust_kl_per_feature": kl[:n].tolist(),
+        "fragile_kl_per_feature": kl[n:].tolist(),
+    }
+    log.info(
+        "robust %.5f fragile %.5f delta %.2f%%",
+        summary["robust_kl"],
+        summary["fragile_kl"],
+        summary["delta_pct"],
+    )
+    write_json(snakemake.output[0], out)

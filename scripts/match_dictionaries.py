@@ -1,0 +1,29 @@
+"""Match the decoder dictionaries of two SAEs (per-feature partners, MNN, greedy 1-to-1)."""
+
+from safetensors.torch import load_file
+
+from prunescope.matching import match_dictionaries, save_matches
+from prunescope.models import pick_device
+from prunescope.runlog import rule_logging
+
+with rule_logging(snakemake.log[0], snakemake.threads) as log:
+    w, p = snakemake.wildcards, snakemake.params
+    dec_a = load_file(snakemake.input.a)["W_dec"]
+    dec_b = load_file(snakemake.input.b)["W_dec"]
+    result = match_dictionaries(
+        dec_a, dec_b, p.taus, block_rows=p.block_rows, device=pick_device(p.device)
+    )
+    attrs = {
+        "model": w.model,
+        "layer": int(w.layer),
+        "cond_a": w.cond_a,
+        "seed_a": int(w.seed_a),
+        "cond_b": w.cond_b,
+        "seed_b": int(w.seed_b),
+    }
+    save_matches(result, snakemake.output[0], attrs)
+    for row in result.rates():
+        log.info(
+            "tau %.2f: one-way %.4f  MNN %.4f  greedy %.4f",
+            *(row[k] for k in ("tau", "one_way", "mnn", "greedy")),
+        )

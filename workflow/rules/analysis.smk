@@ -1,0 +1,260 @@
+# Study LM, analyses: dictionary matches -> RQ1-RQ5 tables and figures.
+
+
+rule match_dictionaries:
+    input:
+        a="results/sae/{model}/{cond_a}/L{layer}/seed{seed_a}/sae.safetensors",
+        b="results/sae/{model}/{cond_b}/L{layer}/seed{seed_b}/sae.safetensors",
+    output:
+        "results/matches/{model}/L{layer}/{cond_a}_seed{seed_a}__{cond_b}_seed{seed_b}.h5",
+    log:
+        "results/logs/match_dictionaries/{model}/L{layer}/{cond_a}_seed{seed_a}__{cond_b}_seed{seed_b}.log",
+    benchmark:
+        "results/benchmarks/match_dictionaries/{model}/L{layer}/{cond_a}_seed{seed_a}__{cond_b}_seed{seed_b}.tsv"
+    wildcard_constraints:
+        cond_a=CONDITION,
+        cond_b=CONDITION,
+    conda:
+        "../../envs/prunescope.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+    params:
+        taus=config["analysis"]["taus"],
+        block_rows=config["analysis"]["match_block_rows"],
+        device=config["device"],
+    script:
+        "../../scripts/match_dictionaries.py"
+
+
+rule seed_stability:
+    input:
+        all_stability_matches,
+    output:
+        table="results/tables/seed_stability.csv",
+        figure=report(
+            "results/figures/fig1.png",
+            caption="../report/fig1.rst",
+            category="Study LM",
+            subcategory="RQ1 seed stability",
+        ),
+    log:
+        "results/logs/seed_stability.log",
+    conda:
+        "../../envs/prunescope.yaml"
+    params:
+        tau=config["analysis"]["primary_tau"],
+    script:
+        "../../scripts/seed_stability.py"
+
+
+rule feature_survival:
+    input:
+        matches=all_survival_matches,
+        stability="results/tables/seed_stability.csv",
+    output:
+        table="results/tables/survival.csv",
+        figure=report(
+            "results/figures/fig2.png",
+            caption="../report/fig2.rst",
+            category="Study LM",
+            subcategory="RQ2 feature survival",
+        ),
+    log:
+        "results/logs/feature_survival.log",
+    conda:
+        "../../envs/prunescope.yaml"
+    params:
+        tau=config["analysis"]["primary_tau"],
+    script:
+        "../../scripts/feature_survival.py"
+
+
+rule evaluate_transfer:
+    input:
+        sae=reference_sae("dense", "sae.safetensors"),
+        activations="results/activations/{model}/{cond}/L{layer}.h5",
+    output:
+        "results/transfer/{model}/L{layer}/{cond}.json",
+    log:
+        "results/logs/evaluate_transfer/{model}/L{layer}/{cond}.log",
+    conda:
+        "../../envs/prunescope.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+    params:
+        batch_size=config["sae"]["batch_size"],
+        device=config["device"],
+    script:
+        "../../scripts/evaluate_transfer.py"
+
+
+rule transfer_table:
+    input:
+        all_transfer_results,
+    output:
+        table=report(
+            "results/tables/table2.csv",
+            caption="../report/table2.rst",
+            category="Study LM",
+            subcategory="RQ3 transfer",
+        ),
+        figure=report(
+            "results/figures/fig3.png",
+            caption="../report/fig3.rst",
+            category="Study LM",
+            subcategory="RQ3 transfer",
+        ),
+    log:
+        "results/logs/transfer_table.log",
+    conda:
+        "../../envs/prunescope.yaml"
+    script:
+        "../../scripts/transfer_table.py"
+
+
+rule quintile_survival:
+    input:
+        dense=all_reference_metrics,
+        matches=all_reference_matches,
+    output:
+        table=report(
+            "results/tables/table3.csv",
+            caption="../report/table3.rst",
+            category="Study LM",
+            subcategory="RQ4 fragility",
+        ),
+        quintiles="results/tables/quintile_survival.csv",
+        figure=report(
+            "results/figures/fig4.png",
+            caption="../report/fig4.rst",
+            category="Study LM",
+            subcategory="RQ4 fragility",
+        ),
+        by_method=report(
+            "results/figures/fig5.png",
+            caption="../report/fig5.rst",
+            category="Study LM",
+            subcategory="RQ4 fragility",
+        ),
+    log:
+        "results/logs/quintile_survival.log",
+    conda:
+        "../../envs/prunescope.yaml"
+    params:
+        taus=config["analysis"]["taus"],
+        primary_tau=config["analysis"]["primary_tau"],
+        bootstrap=config["analysis"]["bootstrap"],
+        seed=config["analysis"]["reference_seed"],
+    script:
+        "../../scripts/quintile_survival.py"
+
+
+rule logistic_fit:
+    input:
+        dense=all_reference_metrics,
+        matches=all_logistic_matches,
+    output:
+        table=report(
+            "results/tables/logistic_fit.csv",
+            caption="../report/logistic_fit.rst",
+            category="Study LM",
+            subcategory="RQ4 fragility",
+        ),
+        summaries="results/tables/logistic_fit.txt",
+    log:
+        "results/logs/logistic_fit.log",
+    conda:
+        "../../envs/prunescope.yaml"
+    params:
+        taus=config["analysis"]["logistic_taus"],
+    script:
+        "../../scripts/logistic_fit.py"
+
+
+rule ablate_features:
+    input:
+        match=reference_match,
+        sae=ablated_sae,
+        model=ablated_model,
+        prompts=model_corpus_split("eval"),
+    output:
+        "results/ablation/{model}/L{layer}/{cond}/{side}.json",
+    log:
+        "results/logs/ablate_features/{model}/L{layer}/{cond}/{side}.log",
+    benchmark:
+        "results/benchmarks/ablate_features/{model}/L{layer}/{cond}/{side}.tsv"
+    wildcard_constraints:
+        side="dense|pruned",
+    conda:
+        "../../envs/prunescope.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        ablation=config["analysis"]["ablation"],
+        dtype=lambda wc: model_spec(wc)["dtype"],
+        device=config["device"],
+    script:
+        "../../scripts/ablate_features.py"
+
+
+rule ablation_table:
+    input:
+        all_ablation_results,
+    output:
+        table=report(
+            "results/tables/table4.csv",
+            caption="../report/table4.rst",
+            category="Study LM",
+            subcategory="RQ5 causal relevance",
+        ),
+        figure=report(
+            "results/figures/fig6.png",
+            caption="../report/fig6.rst",
+            category="Study LM",
+            subcategory="RQ5 causal relevance",
+        ),
+    log:
+        "results/logs/ablation_table.log",
+    conda:
+        "../../envs/prunescope.yaml"
+    script:
+        "../../scripts/ablation_table.py"
+
+
+rule perplexity_table:
+    input:
+        all_perplexities,
+    output:
+        report(
+            "results/tables/table1.csv",
+            caption="../report/table1.rst",
+            category="Study LM",
+            subcategory="Model quality",
+        ),
+    log:
+        "results/logs/perplexity_table.log",
+    conda:
+        "../../envs/prunescope.yaml"
+    script:
+        "../../scripts/perplexity_table.py"
+
+
+rule sae_quality_table:
+    input:
+        all_sae_metrics,
+    output:
+        report(
+            "results/tables/tableB1.csv",
+            caption="../report/tableB1.rst",
+            category="Study LM",
+            subcategory="SAE quality",
+        ),
+    log:
+        "results/logs/sae_quality_table.log",
+    conda:
+        "../../envs/prunescope.yaml"
+    script:
+        "../../scripts/sae_quality_table.py"
