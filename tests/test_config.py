@@ -166,3 +166,12 @@ def test_conda_environment_pins_match_requirements():
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert pins(f"- {p}" for p in pip_section) == requirements
     assert "torch==2.13.0" in requirements
+
+
+def test_canonical_params_ignore_key_order():
+    from prunescope.plan import canonical
+
+    a = {"b": 1, "a": {"y": [{"q": 1, "p": 2}], "x": None}}
+    b = {"a": {"x": None, "y": [{"p": 2, "q": 1}]}, "b": 1}
+    assert repr(canonical(a)) == repr(canonical(b))
+    assert list(canonical(a)) == ["a", "b"]

@@ -78,7 +78,7 @@ def smoke_run(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("smoke")
     for name in ("Snakefile", "config.yaml"):
         shutil.copy(ROOT / name, work / name)
-    for name in ("workflow", "scripts", "configs"):
+    for name in ("workflow", "scripts", "configs", "envs"):
         shutil.copytree(ROOT / name, work / name)
     snakemake("--cores", "2", "--configfile", "configs/smoke.yaml", cwd=work)
     return work
@@ -119,20 +119,80 @@ def _edited(smoke_run: Path, edit) -> dict[str, int]:
     return planned_jobs(snakemake("-n", "--configfile", str(path), cwd=smoke_run))
 
 
+UPSTREAM_OF_SAES = {
+    "prepare_corpus",
+    "train_tokenizer",
+    "train_local_model",
+    "prune_model",
+    "evaluate_perplexity",
+    "capture_activations",
+    "perplexity_table",
+}
+
+
 @pytest.mark.slow
-def test_editing_an_sae_setting_reruns_only_the_saes(smoke_run):
+def test_editing_an_sae_setting_reruns_only_the_saes_and_what_follows(smoke_run):
     jobs = _edited(smoke_run, lambda c: c["sae"].update(k=4))
-    assert jobs == {"train_sae": 6, "all": 1}
+    assert jobs["train_sae"] == 6 and jobs["match_dictionaries"] == 7
+    assert not UPSTREAM_OF_SAES & set(jobs)
 
 
 @pytest.mark.slow
 def test_editing_a_pruning_setting_reruns_that_method_and_what_follows(smoke_run):
     jobs = _edited(smoke_run, lambda c: c["pruning"]["calibration"].update(n_tokens=1024))
     # Wanda reads calibration data; magnitude does not, so only Wanda's branch reruns.
-    assert jobs == {
-        "prune_model": 1,
-        "evaluate_perplexity": 1,
-        "capture_activations": 1,
-        "train_sae": 2,
-        "all": 1,
-    }
+    assert jobs["prune_model"] == 1 and jobs["capture_activations"] == 1
+    assert jobs["evaluate_perplexity"] == 1 and jobs["train_sae"] == 2
+    assert jobs["perplexity_table"] == 1
+    assert "train_local_model" not in jobs and "prepare_corpus" not in jobs
+
+
+@pytest.mark.slow
+def test_editing_an_analysis_setting_reruns_only_that_analysis(smoke_run):
+    jobs = _edited(smoke_run, lambda c: c["analysis"].update(bootstrap=300))
+    assert set(jobs) == {"quintile_survival", "all"}
+
+
+TABLE_COLUMNS = {
+    "table1": {"model", "condition", "method", "sparsity", "perplexity", "n_tokens"},
+    "table2": {"condition", "fvu", "l0", "n_eval_tokens"},
+    "table3": {
+        "condition",
+        "Q1",
+        "Q5",
+        "q1_q5_ratio",
+        "spearman_rho",
+        "spearman_p_exact",
+        "q1_minus_q5_low",
+        "feature_spearman_rho",
+        "n_alive",
+    },
+    "table4": {"side", "robust_kl", "fragile_kl", "delta_pct", "n_robust", "n_prompts"},
+    "tableB1": {"condition", "fvu", "alive", "n"},
+    "seed_stability": {"condition", "tau", "mnn_mean", "mnn_std", "n_pairs"},
+    "survival": {"condition", "tau", "one_way_mean", "greedy_mean", "ratio_to_floor"},
+    "logistic_fit": {"method", "tau", "term", "coef", "se", "auc", "accuracy", "n"},
+}
+
+
+@pytest.mark.slow
+def test_smoke_run_builds_every_table_and_figure(smoke_run):
+    import pandas as pd
+
+    for name, columns in TABLE_COLUMNS.items():
+        table = pd.read_csv(smoke_run / f"results/tables/{name}.csv")
+        assert columns <= set(table.columns), name
+        assert len(table) > 0, name
+    table3 = pd.read_csv(smoke_run / "results/tables/table3.csv")
+    assert set(table3["condition"]) == {"magnitude-0.3", "wanda-0.3"}
+    assert ((table3[["Q1", "Q5"]] >= 0) & (table3[["Q1", "Q5"]] <= 1)).all().all()
+    for i in range(1, 7):
+        for suffix in ("png", "pdf"):
+            assert (smoke_run / f"results/figures/fig{i}.{suffix}").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_report_holds_every_figure(smoke_run):
+    snakemake("--configfile", "configs/smoke.yaml", "--report", "report.html", cwd=smoke_run)
+    html = (smoke_run / "report.html").read_text(errors="replace")
+    assert "fig6.png" in html and "table3.csv" in html

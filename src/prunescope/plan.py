@@ -275,3 +275,17 @@ def _check_analysis(config: dict) -> None:
                 f"analysis.ablation.conditions.{model}: {cond!r} is not a pruned condition of "
                 "that model's grid"
             )
+
+
+def canonical(value):
+    """The same settings in one spelling: mappings with sorted keys, all the way down.
+
+    Snakemake compares a job's params with those of its last run as written; sorting
+    keys means reordering a config file (or dumping it with another YAML writer)
+    reruns nothing.
+    """
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, list | tuple):
+        return [canonical(v) for v in value]
+    return value

@@ -193,7 +193,7 @@ rule ablate_features:
     resources:
         gpu=1,
     params:
-        ablation=config["analysis"]["ablation"],
+        ablation=canonical(config["analysis"]["ablation"]),
         dtype=lambda wc: model_spec(wc)["dtype"],
         device=config["device"],
     script:

@@ -12,6 +12,7 @@ from prunescope.runlog import export_to_jobs
 export_to_jobs(Path(workflow.basedir) / "src")
 from prunescope.plan import (
     ablation_condition,
+    canonical,
     analysis_targets,
     check_config,
     conditions,

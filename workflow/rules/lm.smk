@@ -13,7 +13,7 @@ rule prepare_corpus:
     conda:
         "../../envs/prunescope.yaml"
     params:
-        corpus=lambda wc: config["corpora"][wc.corpus],
+        corpus=lambda wc: canonical(config["corpora"][wc.corpus]),
     script:
         "../../scripts/prepare_corpus.py"
 
@@ -30,7 +30,7 @@ rule train_tokenizer:
     conda:
         "../../envs/prunescope.yaml"
     params:
-        tokenizer=lambda wc: model_spec(wc)["tokenizer"],
+        tokenizer=lambda wc: canonical(model_spec(wc)["tokenizer"]),
     script:
         "../../scripts/train_tokenizer.py"
 
@@ -50,12 +50,12 @@ rule train_local_model:
         model="|".join(LOCAL_MODELS),
     conda:
         "../../envs/prunescope.yaml"
-    threads: workflow.cores
+    threads: 4
     resources:
         gpu=1,
     params:
-        architecture=lambda wc: model_spec(wc)["architecture"],
-        training=lambda wc: model_spec(wc)["training"],
+        architecture=lambda wc: canonical(model_spec(wc)["architecture"]),
+        training=lambda wc: canonical(model_spec(wc)["training"]),
         device=config["device"],
     script:
         "../../scripts/train_local_model.py"
@@ -95,7 +95,7 @@ rule prune_model:
         gpu=1,
     params:
         sparsity=lambda wc: float(wc.sparsity),
-        options=lambda wc: pruning_options(config, wc.model, wc.method),
+        options=lambda wc: canonical(pruning_options(config, wc.model, wc.method)),
         dtype=lambda wc: model_spec(wc)["dtype"],
         device=config["device"],
     script:
@@ -118,7 +118,7 @@ rule evaluate_perplexity:
     resources:
         gpu=1,
     params:
-        perplexity=config["perplexity"],
+        perplexity=canonical(config["perplexity"]),
         dtype=lambda wc: model_spec(wc)["dtype"],
         device=config["device"],
     script:
@@ -142,7 +142,7 @@ rule capture_activations:
     resources:
         gpu=1,
     params:
-        activations=config["activations"],
+        activations=canonical(config["activations"]),
         corpus=lambda wc: model_spec(wc)["corpus"],
         dtype=lambda wc: model_spec(wc)["dtype"],
         device=config["device"],
@@ -167,7 +167,7 @@ rule train_sae:
     resources:
         gpu=1,
     params:
-        sae={k: v for k, v in config["sae"].items() if k != "seeds"},
+        sae=canonical({k: v for k, v in config["sae"].items() if k != "seeds"}),
         seed=lambda wc: int(wc.seed),
         device=config["device"],
     script:

@@ -1,0 +1,133 @@
+"""Table builders of the analyses, on constructed match results with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from prunescope.analysis import (
+    add_seed_floor,
+    logistic_frame,
+    perplexity_table,
+    quintile_rows,
+    rate_records,
+    sae_quality_table,
+    seed_pairs,
+    summarise_pairs,
+)
+from prunescope.matching import match_dictionaries
+
+
+def planted(n: int, keep: np.ndarray, seed: int = 0):
+    """Dictionary A and a B that contains exact copies of A's features where ``keep``."""
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(n, 64)).astype(np.float32)
+    b = np.where(keep[:, None], a, rng.normal(size=(n, 64))).astype(np.float32)
+    return match_dictionaries(a, b, [0.5, 0.7], device="cpu")
+
+
+def test_seed_pairs():
+    assert seed_pairs([2, 0, 1]) == [(0, 1), (0, 2), (1, 2)]
+    assert seed_pairs([0]) == []
+
+
+def test_summarise_pairs_mean_std_and_single_pair_note():
+    keep = np.arange(50) < 25
+    records = rate_records(planted(50, keep), model="m", layer=1, condition="dense")
+    records += rate_records(
+        planted(50, np.arange(50) < 35, 1), model="m", layer=1, condition="dense"
+    )
+    table = summarise_pairs(records, ["model", "layer", "condition", "tau"])
+    row = table[table["tau"] == 0.7].iloc[0]
+    assert row["n_pairs"] == 2 and row["n_features"] == 50
+    assert row["mnn_mean"] == pytest.approx(0.6)
+    assert row["mnn_std"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
+    single = summarise_pairs(records[:2], ["model", "layer", "condition", "tau"])
+    assert np.isnan(single["mnn_std"]).all() and (single["note"] != "").all()
+
+
+def test_seed_floor_ratio_and_zero_floor():
+    survival = pd.DataFrame(
+        {
+            "model": ["m", "m"],
+            "layer": [1, 1],
+            "tau": [0.7, 0.9],
+            "mnn_mean": [0.5, 0.4],
+            "note": "",
+        }
+    )
+    stability = pd.DataFrame(
+        {
+            "model": ["m", "m"],
+            "layer": [1, 1],
+            "tau": [0.7, 0.9],
+            "condition": "dense",
+            "mnn_mean": [0.05, 0.0],
+        }
+    )
+    out = add_seed_floor(survival, stability)
+    assert out.loc[0, "ratio_to_floor"] == pytest.approx(10.0)
+    assert np.isnan(out.loc[1, "ratio_to_floor"]) and "zero" in out.loc[1, "note"]
+
+
+def test_quintile_rows_rare_features_survive():
+    n = 100
+    firing = np.linspace(0.01, 1.0, n)
+    keep = np.arange(n) < 40  # exactly the two rarest quintiles survive
+    per_q, summary = quintile_rows(firing, planted(n, keep), 0.7, n_boot=200, seed=0)
+    assert per_q["survival"].tolist() == [1.0, 1.0, 0.0, 0.0, 0.0]
+    assert summary["Q1"] == 1.0 and summary["Q5"] == 0.0
+    assert summary["spearman_rho"] == pytest.approx(-np.sqrt(0.5), abs=0.2)
+    assert summary["q1_minus_q5"] == 1.0
+    assert np.isnan(summary["q1_q5_ratio"]) and "Q5" in summary["note"]
+    assert summary["n_alive"] == n and summary["n_per_quintile"] == "20/20/20/20/20"
+
+
+def test_quintile_rows_perfectly_monotone_gives_exact_p():
+    n = 100
+    firing = np.linspace(0.01, 1.0, n)
+    rng = np.random.default_rng(0)
+    quintile = np.repeat(np.arange(5), 20)
+    keep = rng.random(n) < np.array([0.9, 0.7, 0.5, 0.3, 0.1])[quintile]
+    per_q, summary = quintile_rows(firing, planted(n, keep), 0.7, n_boot=100, seed=0)
+    assert per_q["survival"].is_monotonic_decreasing
+    assert summary["spearman_rho"] == -1.0
+    assert summary["spearman_p_exact"] == pytest.approx(2 / 120)
+
+
+def test_logistic_frame_majority_over_seeds():
+    firing = np.array([0.1, 0.2, 0.0, 0.4])
+    keep_sets = [[True, True, False, False], [True, False, False, False], [True, True, True, False]]
+    matches = [planted(4, np.array(k), seed=i) for i, k in enumerate(keep_sets)]
+    frame = logistic_frame(firing, {0.5: matches}, 0.7)
+    assert frame["survived"].tolist() == [True, True, False]  # dead feature dropped
+    assert (frame["n_seeds"] == 3).all() and (frame["sparsity"] == 0.5).all()
+
+
+def test_perplexity_and_sae_quality_tables():
+    ppl = perplexity_table(
+        [
+            {"model": "m", "condition": "wanda-0.5", "perplexity": 20.0, "n_tokens_scored": 10},
+            {"model": "m", "condition": "dense", "perplexity": 10.0, "n_tokens_scored": 10},
+        ]
+    )
+    assert ppl["method"].tolist() == ["dense", "wanda"] and ppl["sparsity"].tolist() == [0, 0.5]
+    records = [
+        {
+            "model": "m",
+            "layer": 1,
+            "condition": "dense",
+            "method": "dense",
+            "sparsity": 0.0,
+            "seed": s,
+            "fvu": f,
+            "l0": 8,
+            "alive": 60 + s,
+            "d_sae": 64,
+        }
+        for s, f in enumerate([0.1, 0.3])
+    ]
+    quality = sae_quality_table(records)
+    assert quality.loc[0, "fvu"] == pytest.approx(0.2) and quality.loc[0, "n"] == 2
+    assert quality.loc[0, "alive"] == pytest.approx(60.5)
