@@ -2,19 +2,13 @@
 
 import pandas as pd
 
-from prunescope.analysis import add_seed_floor, condition_columns, rate_records, summarise_pairs
+from prunescope.analysis import add_seed_floor, match_rate_records, summarise_pairs
 from prunescope.figures import line_by_sparsity, save_figure
 from prunescope.io import atomic_path
-from prunescope.matching import load_matches
 from prunescope.runlog import rule_logging
 
 with rule_logging(snakemake.log[0]) as log:
-    records = []
-    for path in snakemake.input.matches:
-        m = load_matches(path)
-        a = m.attrs
-        keys = {"model": a["model"], "layer": a["layer"], **condition_columns(a["cond_b"])}
-        records += rate_records(m, **keys, seed_a=a["seed_a"], seed_b=a["seed_b"])
+    records = match_rate_records(snakemake.input.matches, side="b")
     table = summarise_pairs(records, ["model", "layer", "condition", "method", "sparsity", "tau"])
     table = add_seed_floor(table, pd.read_csv(snakemake.input.stability))
     with atomic_path(snakemake.output.table) as tmp:

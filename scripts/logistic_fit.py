@@ -2,21 +2,16 @@
 
 from collections import defaultdict
 
-import numpy as np
 import pandas as pd
 
-from prunescope.analysis import fit_logit_for, logistic_rows
-from prunescope.io import atomic_path, read_json
+from prunescope.analysis import fit_logit_for, logistic_rows, reference_firing_rates
+from prunescope.io import atomic_path
 from prunescope.matching import load_matches
 from prunescope.plan import parse_condition
 from prunescope.runlog import rule_logging
 
 with rule_logging(snakemake.log[0]) as log:
-    firing = {}
-    for path in snakemake.input.dense:
-        cfg = read_json(path.replace("metrics.json", "cfg.json"))
-        key = (cfg["provenance"]["model"], int(cfg["provenance"]["layer"]))
-        firing[key] = np.asarray(read_json(path)["firing_rate"], dtype=float)
+    firing = reference_firing_rates(snakemake.input.dense)
     grouped = defaultdict(lambda: defaultdict(list))
     for path in snakemake.input.matches:
         match = load_matches(path)

@@ -1,21 +1,16 @@
 """RQ4, Table 3 and Figures 4-5: survival of dense features by firing-rate quintile."""
 
-import numpy as np
 import pandas as pd
 
-from prunescope.analysis import condition_columns, quintile_rows
+from prunescope.analysis import condition_columns, quintile_rows, reference_firing_rates
 from prunescope.figures import quintile_by_method, quintile_lines, save_figure
-from prunescope.io import atomic_path, read_json
+from prunescope.io import atomic_path
 from prunescope.matching import load_matches
 from prunescope.runlog import rule_logging
 
 with rule_logging(snakemake.log[0]) as log:
     p = snakemake.params
-    firing = {}
-    for path in snakemake.input.dense:
-        cfg = read_json(path.replace("metrics.json", "cfg.json"))
-        key = (cfg["provenance"]["model"], int(cfg["provenance"]["layer"]))
-        firing[key] = np.asarray(read_json(path)["firing_rate"], dtype=float)
+    firing = reference_firing_rates(snakemake.input.dense)
     summaries, quintiles = [], []
     for path in snakemake.input.matches:
         match = load_matches(path)

@@ -1,18 +1,12 @@
 """RQ1: match rates between every pair of seeds within a condition (Figure 1)."""
 
-from prunescope.analysis import condition_columns, rate_records, summarise_pairs
+from prunescope.analysis import match_rate_records, summarise_pairs
 from prunescope.figures import line_by_sparsity, save_figure
 from prunescope.io import atomic_path
-from prunescope.matching import load_matches
 from prunescope.runlog import rule_logging
 
 with rule_logging(snakemake.log[0]) as log:
-    records = []
-    for path in snakemake.input:
-        m = load_matches(path)
-        a = m.attrs
-        keys = {"model": a["model"], "layer": a["layer"], **condition_columns(a["cond_a"])}
-        records += rate_records(m, **keys, seed_a=a["seed_a"], seed_b=a["seed_b"])
+    records = match_rate_records(snakemake.input, side="a")
     if not records:
         raise ValueError("seed stability needs at least two SAE seeds per condition (sae.seeds)")
     table = summarise_pairs(records, ["model", "layer", "condition", "method", "sparsity", "tau"])

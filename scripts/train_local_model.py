@@ -18,7 +18,7 @@ with rule_logging(snakemake.log[0], snakemake.threads) as log:
     train = windows_from_jsonl(tokenizer, snakemake.input.train, context, train_tokens)
     held_out = windows_from_jsonl(tokenizer, snakemake.input.eval, context, eval_tokens)
     log.info("training windows %s, eval windows %s", tuple(train.shape), tuple(held_out.shape))
-    model = build_llama(tokenizer, snakemake.params.architecture)
+    model = build_llama(tokenizer, snakemake.params.architecture, seed=cfg.seed)
     report = train_lm(model, train, held_out, cfg, pick_device(snakemake.params.device))
     log.info("eval loss %.4f, perplexity %.2f", report["eval_loss"], report["eval_perplexity"])
     with atomic_path(snakemake.output[0]) as tmp:

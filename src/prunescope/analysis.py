@@ -183,3 +183,30 @@ def sae_quality_table(records: Iterable[dict]) -> pd.DataFrame:
         .reset_index()
     )
     return out.sort_values(["model", "layer", "method", "sparsity"], ignore_index=True)
+
+
+def match_rate_records(paths: Iterable[str], side: str) -> list[dict]:
+    """Rate rows of saved matches, keyed by the condition on ``side`` (``a`` or ``b``)."""
+    from prunescope.matching import load_matches
+
+    records = []
+    for path in paths:
+        match = load_matches(path)
+        a = match.attrs
+        keys = {"model": a["model"], "layer": a["layer"], **condition_columns(a[f"cond_{side}"])}
+        records += rate_records(match, **keys, seed_a=a["seed_a"], seed_b=a["seed_b"])
+    return records
+
+
+def reference_firing_rates(metrics_paths: Iterable[str]) -> dict[tuple[str, int], np.ndarray]:
+    """Per-feature eval firing rates of the dense reference SAEs, by (model, layer)."""
+    from pathlib import Path
+
+    from prunescope.io import read_json
+
+    firing = {}
+    for path in metrics_paths:
+        provenance = read_json(Path(path).with_name("cfg.json"))["provenance"]
+        key = (provenance["model"], int(provenance["layer"]))
+        firing[key] = np.asarray(read_json(path)["firing_rate"], dtype=float)
+    return firing

@@ -59,10 +59,11 @@ class TrainingConfig:
     log_every: int = 50
 
 
-def build_llama(tokenizer, architecture: dict):
-    """A randomly initialised ``LlamaForCausalLM`` sized by ``architecture``."""
+def build_llama(tokenizer, architecture: dict, seed: int = 0):
+    """A ``LlamaForCausalLM`` sized by ``architecture``, initialised from ``seed``."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         bos_token_id=tokenizer.bos_token_id,
