@@ -127,7 +127,9 @@ def ablation_bars(table4: pd.DataFrame):
             table4.assign(kind="fragile", kl=table4["fragile_kl"], sem=table4["fragile_sem"]),
         ]
     )
+    pruned = long["side"] == "pruned"
     long["panel"] = long["model"] + " " + long["side"]
+    long.loc[pruned, "panel"] += " (" + long.loc[pruned, "condition"] + ")"
     fig, ax = plt.subplots(figsize=(max(4, 1.6 * long["panel"].nunique()), 3.4))
     panels = list(dict.fromkeys(long["panel"]))
     width = 0.38
