@@ -19,14 +19,13 @@ with rule_logging(snakemake.log[0], snakemake.threads) as log:
         )
         batch_size = calibration["batch_size"]
         log.info("calibration windows: %s", tuple(calibration_ids.shape))
-    nm = tuple(options.pop("nm")) if options.get("nm") else None
-    options.pop("nm", None)
+    nm = options.pop("nm")
     report = prune_model(
         model,
         options.pop("method"),
         p.sparsity,
         calibration_ids,
-        nm=nm,
+        nm=tuple(nm) if nm else None,
         batch_size=batch_size,
         **options,
     )
