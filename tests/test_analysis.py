@@ -13,10 +13,10 @@ from prunescope.analysis import (
     quintile_rows,
     rate_records,
     sae_quality_table,
-    seed_pairs,
     summarise_pairs,
 )
 from prunescope.matching import match_dictionaries
+from prunescope.plan import seed_pairs
 
 
 def planted(n: int, keep: np.ndarray, seed: int = 0):

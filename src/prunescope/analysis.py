@@ -8,13 +8,14 @@ number that cannot be computed is NaN with a ``note`` saying why.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from prunescope.matching import MatchResult, best_cosine, survival_per_feature
+from prunescope.io import read_json
+from prunescope.matching import MatchResult, best_cosine, load_matches, survival_per_feature
 from prunescope.plan import parse_condition
 from prunescope.stats import (
     bootstrap_q1_minus_q5,
@@ -28,10 +29,6 @@ from prunescope.stats import (
 )
 
 METRICS = ("one_way", "mnn", "greedy")
-
-
-def seed_pairs(seeds: Sequence[int]) -> list[tuple[int, int]]:
-    return list(itertools.combinations(sorted(seeds), 2))
 
 
 def condition_columns(cond: str) -> dict:
@@ -158,12 +155,15 @@ def perplexity_table(records: Iterable[dict]) -> pd.DataFrame:
     """Table 1: perplexity per model, method and sparsity; dense is every method's 0 %."""
     rows = []
     for r in records:
-        rows.append({"model": r["model"], **condition_columns(r["condition"]), **_ppl(r)})
+        rows.append(
+            {
+                "model": r["model"],
+                **condition_columns(r["condition"]),
+                "perplexity": r["perplexity"],
+                "n_tokens": r["n_tokens_scored"],
+            }
+        )
     return pd.DataFrame(rows).sort_values(["model", "method", "sparsity"], ignore_index=True)
-
-
-def _ppl(record: dict) -> dict:
-    return {"perplexity": record["perplexity"], "n_tokens": record["n_tokens_scored"]}
 
 
 def sae_quality_table(records: Iterable[dict]) -> pd.DataFrame:
@@ -187,8 +187,6 @@ def sae_quality_table(records: Iterable[dict]) -> pd.DataFrame:
 
 def match_rate_records(paths: Iterable[str], side: str) -> list[dict]:
     """Rate rows of saved matches, keyed by the condition on ``side`` (``a`` or ``b``)."""
-    from prunescope.matching import load_matches
-
     records = []
     for path in paths:
         match = load_matches(path)
@@ -200,10 +198,6 @@ def match_rate_records(paths: Iterable[str], side: str) -> list[dict]:
 
 def reference_firing_rates(metrics_paths: Iterable[str]) -> dict[tuple[str, int], np.ndarray]:
     """Per-feature eval firing rates of the dense reference SAEs, by (model, layer)."""
-    from pathlib import Path
-
-    from prunescope.io import read_json
-
     firing = {}
     for path in metrics_paths:
         provenance = read_json(Path(path).with_name("cfg.json"))["provenance"]

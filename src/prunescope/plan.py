@@ -6,6 +6,7 @@ Snakemake, so the grid logic is unit-tested like the rest of the library.
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 
@@ -86,10 +87,6 @@ def model_dir(model: str, cond: str) -> str:
 
 def perplexity_path(model: str, cond: str) -> str:
     return f"results/perplexity/{model}/{cond}.json"
-
-
-def activation_path(model: str, cond: str, layer: int) -> str:
-    return f"results/activations/{model}/{cond}/L{layer}.h5"
 
 
 def sae_dir(model: str, cond: str, layer: int, seed: int) -> str:
@@ -204,10 +201,13 @@ def pruned_conditions(config: dict, model: str) -> list[str]:
     return [c for c in conditions(config, model) if c != "dense"]
 
 
+def seed_pairs(seeds) -> list[tuple[int, int]]:
+    return list(itertools.combinations(sorted(seeds), 2))
+
+
 def stability_matches(config: dict, model: str, layer: int, cond: str) -> list[str]:
     """Every pair of seeds within a condition (RQ1)."""
-    seeds = sorted(config["sae"]["seeds"])
-    pairs = [(a, b) for i, a in enumerate(seeds) for b in seeds[i + 1 :]]
+    pairs = seed_pairs(config["sae"]["seeds"])
     return [match_path(model, layer, cond, a, cond, b) for a, b in pairs]
 
 

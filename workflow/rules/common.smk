@@ -12,8 +12,8 @@ from prunescope.runlog import export_to_jobs
 export_to_jobs(Path(workflow.basedir) / "src")
 from prunescope.plan import (
     ablation_condition,
-    canonical,
     analysis_targets,
+    canonical,
     check_config,
     conditions,
     data_stage_targets,
@@ -33,6 +33,7 @@ from prunescope.plan import (
 
 check_config(config)
 
+CONDITION = r"dense|[a-z0-9_]+-[0-9.]+"
 LOCAL_MODELS = models_by_source(config, "local") or ["__none__"]
 HUB_MODELS = models_by_source(config, "hf") or ["__none__"]
 
@@ -40,7 +41,7 @@ HUB_MODELS = models_by_source(config, "hf") or ["__none__"]
 wildcard_constraints:
     model=r"[A-Za-z0-9_.]+",
     corpus=r"[A-Za-z0-9_.]+",
-    cond=r"dense|[a-z0-9_]+-[0-9.]+",
+    cond=CONDITION,
     method=r"[a-z0-9_]+",
     sparsity=r"0\.[0-9]+",
     split=r"train|calib|eval",
@@ -65,7 +66,6 @@ def perplexity_corpus_file(wildcards):
 
 # --- analyses ---------------------------------------------------------------------------------
 
-CONDITION = r"dense|[a-z0-9_]+-[0-9.]+"
 REFERENCE_SEED = config["analysis"]["reference_seed"]
 
 
