@@ -25,8 +25,14 @@ include: "workflow/rules/lm.smk"
 include: "workflow/rules/analysis.smk"
 
 
+if config.get("align"):
+
+    include: "workflow/rules/align.smk"
+
+
 rule all:
     default_target: True
     input:
         data_stage_targets(config),
         analysis_targets(config),
+        align_targets(config),

@@ -46,3 +46,9 @@ def write_json(path: str | os.PathLike, data) -> None:
 
 def read_json(path: str | os.PathLike):
     return json.loads(Path(path).read_text())
+
+
+def write_csv(path: str | os.PathLike, frame) -> None:
+    """Write a pandas frame as CSV without its index, atomically."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)

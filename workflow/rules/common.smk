@@ -31,7 +31,25 @@ from prunescope.plan import (
     survival_matches,
 )
 
+from prunescope.align.plan import (
+    align_figures,
+    align_targets,
+    check_align,
+    dataset_options,
+    dataset_path,
+    each_trial,
+    hessian_fraction,
+    mip_path,
+    needs_mip,
+    net_dir,
+    pruned_dir,
+    structure_sparsities,
+    tasks,
+    variants,
+)
+
 check_config(config)
+check_align(config)
 
 CONDITION = r"dense|[a-z0-9_]+-[0-9.]+"
 LOCAL_MODELS = models_by_source(config, "local") or ["__none__"]
@@ -47,6 +65,9 @@ wildcard_constraints:
     split=r"train|calib|eval",
     layer=r"\d+",
     seed=r"\d+",
+    task=r"[a-z][a-z0-9_]*",
+    trial=r"\d+",
+    structure=r"unstructured|2of4",
 
 
 def model_spec(wildcards):
@@ -138,3 +159,42 @@ def ablated_sae(wildcards):
 def ablated_model(wildcards):
     cond = "dense" if wildcards.side == "dense" else wildcards.cond
     return model_dir(wildcards.model, cond)
+
+
+# --- Study ALIGN --------------------------------------------------------------------------------
+
+ALIGN = config.get("align") or {}
+ALIGN_FIGURES = align_figures(config) or ["__none__"]
+
+
+def align_mip_solutions(wildcards):
+    """The MIP oracle's solutions at every sparsity of the structure, when a method needs them."""
+    if not needs_mip(config):
+        return []
+    return [
+        mip_path(wildcards.task, wildcards.structure, wildcards.trial, s)
+        for s in structure_sparsities(config, wildcards.structure)
+    ]
+
+
+def all_align_results(filename):
+    return each_trial(config, lambda t, s, i: [f"{pruned_dir(t, s, i)}/{filename}"])
+
+
+def all_align_mip(wildcards):
+    if not needs_mip(config):
+        return []
+    return each_trial(
+        config,
+        lambda t, s, i: [
+            mip_path(t, s, i, sp) for sp in structure_sparsities(config, s)
+        ],
+    )
+
+
+def all_align_trials(pattern):
+    return [
+        pattern.format(task=task, trial=trial)
+        for task in tasks(config)
+        for trial in ALIGN.get("trials", [])
+    ]

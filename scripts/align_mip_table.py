@@ -1,0 +1,10 @@
+"""Study ALIGN: the MIP oracle's solves, neurons proven optimal, gaps and times."""
+
+from prunescope.align.experiment import load_mip_solution
+from prunescope.align.results import mip_neuron_table, mip_summary
+from prunescope.io import write_csv
+from prunescope.runlog import rule_logging
+
+with rule_logging(snakemake.log[0]):
+    neurons = mip_neuron_table([load_mip_solution(path) for path in snakemake.input])
+    write_csv(snakemake.output[0], mip_summary(neurons))

@@ -1,0 +1,21 @@
+"""Study ALIGN: Hessian of the training loss with respect to W1 (OBD, OBS, FLO)."""
+
+import numpy as np
+
+from prunescope.align.data import load_dataset
+from prunescope.align.hessian import hessian_sample, w1_hessian
+from prunescope.align.net import load_nets
+from prunescope.io import atomic_path
+from prunescope.models import pick_device
+from prunescope.runlog import rule_logging
+
+with rule_logging(snakemake.log[0], snakemake.threads) as log:
+    p = snakemake.params
+    data = load_dataset(snakemake.input.data)
+    net = load_nets(snakemake.input.net).variant(0)
+    rows = hessian_sample(len(data.x_train), p.fraction, p.seed)
+    device = str(pick_device(p.device))
+    hessian = w1_hessian(**net, x=data.x_train[rows], device=device)
+    log.info("Hessian %s from %d samples on %s", hessian.shape, len(rows), device)
+    with atomic_path(snakemake.output[0]) as tmp, open(tmp, "wb") as stream:
+        np.save(stream, hessian)

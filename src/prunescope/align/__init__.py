@@ -1,0 +1,1 @@
+"""ALIGN study: feature-space alignment of pruned one-hidden-layer networks."""

@@ -1,0 +1,238 @@
+"""Study ALIGN's stages as functions of arrays and files: what each workflow script calls.
+
+The maths lives in :mod:`data`, :mod:`net`, :mod:`hessian`, :mod:`prune`, :mod:`mip` and
+:mod:`codes`; this module strings them together and turns results into table rows.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+from safetensors.numpy import load_file, save_file
+
+from prunescope.align.codes import code_counts, code_persistence, four_p_positive
+from prunescope.align.data import Dataset
+from prunescope.align.net import AlignNets, evaluate_nets, train_nets
+from prunescope.align.plan import STRUCTURES
+from prunescope.align.prune import (
+    NEEDS_HESSIAN,
+    damped_inverse,
+    keep_count,
+    prune_w1,
+    relative_divergence,
+    select_mask,
+)
+from prunescope.io import atomic_path
+
+log = logging.getLogger("prunescope")
+SINGLE_NET = ("C0", "W1", "b1", "W2", "b2")
+
+
+def net_metrics(nets: AlignNets, data: Dataset, dense: dict | None = None) -> pd.DataFrame:
+    """One row per variant: accuracy and loss on both splits, divergence from ``dense``,
+    and (for a DNF task) the count of every code pattern in C1 = W1 C0."""
+    train_loss, train_acc = evaluate_nets(nets, data.x_train, data.y_train)
+    test_loss, test_acc = evaluate_nets(nets, data.x_test, data.y_test)
+    frame = pd.DataFrame(
+        {
+            "train_loss": train_loss,
+            "train_accuracy": train_acc,
+            "test_loss": test_loss,
+            "test_accuracy": test_acc,
+        }
+    )
+    arrays = nets.to_arrays()
+    c1 = arrays["W1"] @ arrays["C0"]
+    if dense is not None:
+        dense_c1 = dense["W1"] @ dense["C0"]
+        frame["w1_divergence"] = [relative_divergence(w, dense["W1"]) for w in arrays["W1"]]
+        frame["c1_divergence"] = [relative_divergence(c, dense_c1) for c in c1]
+    if data.clauses is not None:
+        counts = [
+            code_counts(c1[v], arrays["W2"][v], arrays["b1"][v], data.clauses)
+            for v in range(len(frame))
+        ]
+        frame = pd.concat([frame, pd.DataFrame(counts)], axis=1)
+    return frame
+
+
+def code_maps(nets: AlignNets, clauses: np.ndarray) -> np.ndarray:
+    """The 4P-positive map (variants, neurons, clauses) of every variant."""
+    arrays = nets.to_arrays()
+    c1 = arrays["W1"] @ arrays["C0"]
+    return np.stack(
+        [
+            four_p_positive(c1[v], arrays["W2"][v], arrays["b1"][v], clauses)
+            for v in range(c1.shape[0])
+        ]
+    )
+
+
+# --- dense training ---------------------------------------------------------------------------
+
+
+def train_dense_net(
+    data: Dataset, *, epochs: int, lr: float, batch_size: int, seed: int
+) -> tuple[AlignNets, pd.DataFrame]:
+    """Train one net; the history holds every epoch's metrics and codes (Fig. A1)."""
+    nets = AlignNets.initialise(1, data.x_train.shape[1], data.classes, seed)
+    history = []
+
+    def record(epoch: int, current: AlignNets) -> None:
+        row = net_metrics(current, data).iloc[0].to_dict()
+        history.append({"epoch": epoch, **row})
+        log.info("epoch %d: test accuracy %.4f", epoch, row["test_accuracy"])
+
+    train_nets(
+        nets,
+        data.x_train,
+        data.y_train,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        callback=record,
+    )
+    return nets, pd.DataFrame(history)
+
+
+# --- pruning ----------------------------------------------------------------------------------
+
+
+def load_mip_solution(path) -> dict[str, np.ndarray]:
+    with np.load(path) as solution:
+        return {key: solution[key] for key in solution.files}
+
+
+def save_mip_solution(
+    path, mask: np.ndarray, weights: np.ndarray, frame: pd.DataFrame, **labels
+) -> None:
+    """Mask, refitted weights, one record per neuron (status, gap, bound, time) and the
+    labels (task, structure, trial, sparsity) that name the solve in the tables."""
+    arrays = {"mask": mask, "weights": weights}
+    arrays.update({f"label_{key}": np.asarray(value) for key, value in labels.items()})
+    for col in frame.columns:  # text columns as fixed-width unicode: no pickles in the file
+        values = frame[col].to_numpy()
+        arrays[f"neuron_{col}"] = values.astype(str) if values.dtype == object else values
+    with atomic_path(path) as tmp, open(tmp, "wb") as stream:
+        np.savez(stream, **arrays)
+
+
+def mip_frame(solution: dict[str, np.ndarray]) -> pd.DataFrame:
+    """One row per neuron, with the solve's labels as columns."""
+    frame = pd.DataFrame(
+        {key[len("neuron_") :]: v for key, v in solution.items() if key.startswith("neuron_")}
+    )
+    labels = {k[len("label_") :]: v.item() for k, v in solution.items() if k.startswith("label_")}
+    return frame.assign(**labels)
+
+
+def prune_variants(
+    dense: dict[str, np.ndarray],
+    variant_list: list[tuple[str, float]],
+    *,
+    structure: str,
+    hessian: np.ndarray | None,
+    damping: float,
+    mip_solutions: dict[float, dict[str, np.ndarray]],
+) -> tuple[AlignNets, np.ndarray]:
+    """Every (method, sparsity) pruned from the dense net, stacked, with their W1 masks."""
+    block = STRUCTURES[structure]
+    width = dense["W1"].shape[1]
+    methods = {m for m, _ in variant_list}
+    h_inv = None
+    if methods & NEEDS_HESSIAN:
+        if hessian is None:
+            raise ValueError(f"methods {sorted(methods & NEEDS_HESSIAN)} need the W1 Hessian")
+        h_inv = damped_inverse(hessian, damping)
+    pruned, masks = [], []
+    for method, sparsity in variant_list:
+        mip = mip_solutions.get(sparsity, {})
+        weights, mask = prune_w1(
+            method,
+            dense["W1"],
+            keep=keep_count(width, sparsity),
+            block=block,
+            H=hessian,
+            H_inv=h_inv,
+            mip_mask=mip.get("mask"),
+            mip_weights=mip.get("weights"),
+        )
+        pruned.append({**dense, "W1": weights})
+        masks.append(mask)
+    stacked = {key: np.stack([p[key] for p in pruned]) for key in SINGLE_NET}
+    return AlignNets.from_arrays(stacked), np.stack(masks)
+
+
+def save_variant_nets(path, nets: AlignNets, masks: np.ndarray) -> None:
+    tensors = {k: v.astype(np.float32) for k, v in nets.to_arrays().items()}
+    tensors["mask"] = masks.astype(np.uint8)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp))
+
+
+def load_variant_nets(path) -> tuple[AlignNets, np.ndarray]:
+    tensors = load_file(str(path))
+    masks = tensors.pop("mask").astype(bool)
+    return AlignNets.from_arrays({k: v.astype(np.float64) for k, v in tensors.items()}), masks
+
+
+def finetune_variants(
+    nets: AlignNets,
+    masks: np.ndarray,
+    data: Dataset,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+) -> AlignNets:
+    """All variants fine-tuned together, each with its W1 mask held fixed."""
+    if epochs:
+        train_nets(
+            nets,
+            data.x_train,
+            data.y_train,
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch_size,
+            seed=seed,
+            masks=masks,
+        )
+    return nets
+
+
+def persistence_frame(before: np.ndarray, after: np.ndarray) -> pd.DataFrame:
+    """Per variant: 4P-positive codes kept, lost and created through fine-tuning (Fig. A6)."""
+    rows = [code_persistence(b, a) for b, a in zip(before, after, strict=True)]
+    return pd.DataFrame(rows).add_prefix("codes_")
+
+
+# --- magnitude sweep (Fig. 2, 3) ----------------------------------------------------------------
+
+
+PICTURE_SPARSITIES = (0.5, 0.75, 0.875, 0.9375)
+
+
+def magnitude_pruned(w1: np.ndarray, sparsity: float) -> np.ndarray:
+    """W1 with the smallest weights of every row set to zero."""
+    return np.where(select_mask(np.abs(w1), keep_count(w1.shape[1], sparsity)), w1, 0.0)
+
+
+def picture_sparsities(sweep: list[float]) -> list[float]:
+    """The sweep's sparsities drawn in Figs. 3 and A2 (the paper shows 50, 75 and 87.5 %)."""
+    chosen = [s for s in sorted(sweep) if s in PICTURE_SPARSITIES]
+    return chosen or [s for s in sorted(sweep) if s > 0][-3:]
+
+
+def magnitude_sweep(
+    dense: dict[str, np.ndarray], data: Dataset, sparsities: list[float]
+) -> pd.DataFrame:
+    """Per-row magnitude pruning of W1 at each sparsity, no fine-tuning."""
+    stacked = {key: np.stack([dense[key]] * len(sparsities)) for key in SINGLE_NET}
+    stacked["W1"] = np.stack([magnitude_pruned(dense["W1"], s) for s in sparsities])
+    frame = net_metrics(AlignNets.from_arrays(stacked), data, dense)
+    frame.insert(0, "sparsity", sparsities)
+    return frame

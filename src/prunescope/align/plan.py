@@ -1,0 +1,177 @@
+"""Study ALIGN's grid as plain data: tasks, trials, pruned variants, artifact paths, checks.
+
+Like :mod:`prunescope.plan` for Study LM, the rule files ask this module what to build
+and it knows nothing of Snakemake.
+"""
+
+from __future__ import annotations
+
+from prunescope.align.prune import keep_count
+from prunescope.plan import format_sparsity
+
+STRUCTURES = {"unstructured": None, "2of4": (2, 4)}
+DIGITS_PIXELS = 64
+# Figures over several tasks and what they need from the grid.
+DNF_FIGURES = ("fig2", "fig4", "fig5", "figA1", "figA6", "figA7")
+DIGITS_FIGURES = ("fig6",)
+ANY_TASK_FIGURES = ("figA3",)
+STRUCTURED_FIGURES = ("figA8",)
+# Weight pictures of one trial, per task.
+DNF_PICTURES = ("fig1", "fig3", "figA4")
+DIGITS_PICTURES = ("figA2", "figA5")
+MASK_ONLY = {"obs_mask", "mip_mask"}
+
+
+def align_block(config: dict) -> dict | None:
+    return config.get("align")
+
+
+def tasks(config: dict, kind: str | None = None) -> list[str]:
+    block = align_block(config) or {"tasks": {}}
+    return [t for t, spec in block["tasks"].items() if kind is None or spec["kind"] == kind]
+
+
+def task_width(config: dict, task: str) -> int:
+    """d = d_in = h: the DNF's literal count, or Digits' 64 pixels."""
+    spec = config["align"]["tasks"][task]
+    return spec["literals"] if spec["kind"] == "dnf" else DIGITS_PIXELS
+
+
+def structure_sparsities(config: dict, structure: str) -> list[float]:
+    """≥2:4 already zeroes half of every row, so it only takes sparsities of at least 0.5."""
+    sparsities = sorted(config["align"]["sparsities"])
+    if structure == "2of4":
+        return [s for s in sparsities if s >= 0.5]
+    return sparsities
+
+
+def variants(config: dict, structure: str) -> list[tuple[str, float]]:
+    """Every (method, sparsity) pruned from one dense net under ``structure``."""
+    methods = config["align"]["methods"]
+    return [(m, s) for s in structure_sparsities(config, structure) for m in methods]
+
+
+def needs_mip(config: dict) -> bool:
+    return bool({"mip", "flo", "mip_mask"} & set(config["align"]["methods"]))
+
+
+def dataset_options(config: dict, task: str, trial: int) -> dict:
+    """What the dataset rule reads: DNF sizes scale with m (A.1); Digits' split is fixed."""
+    align = config["align"]
+    spec = align["tasks"][task]
+    if spec["kind"] == "digits":
+        return {"kind": "digits", **align["digits"]}
+    m = spec["literals"]
+    return {
+        "kind": "dnf",
+        "literals": m,
+        "n_train": align["dnf"]["train_per_16_literals"] * m // 16,
+        "n_test": align["dnf"]["test_per_16_literals"] * m // 16,
+        "active_value": align["dnf"]["active_value"],
+        "seed": int(trial),
+    }
+
+
+def hessian_fraction(config: dict, task: str) -> float:
+    kind = config["align"]["tasks"][task]["kind"]
+    return config["align"]["hessian"][f"{kind}_fraction"]
+
+
+# --- artifact paths -------------------------------------------------------------------------
+
+
+def dataset_path(task: str, trial) -> str:
+    return f"results/align/data/{task}/trial{trial}.npz"
+
+
+def net_dir(task: str, trial) -> str:
+    return f"results/align/nets/{task}/trial{trial}"
+
+
+def mip_path(task: str, structure: str, trial, sparsity) -> str:
+    return f"results/align/mip/{task}/{structure}/trial{trial}/s{format_sparsity(sparsity)}.npz"
+
+
+def pruned_dir(task: str, structure: str, trial) -> str:
+    return f"results/align/pruned/{task}/{structure}/trial{trial}"
+
+
+def each_trial(config: dict, paths_for) -> list[str]:
+    """``paths_for(task, structure, trial)`` over every task, structure and trial."""
+    align = config["align"]
+    return [
+        path
+        for task in tasks(config)
+        for structure in align["structures"]
+        for trial in align["trials"]
+        for path in paths_for(task, structure, trial)
+    ]
+
+
+def align_figures(config: dict) -> list[str]:
+    if not align_block(config):
+        return []
+    figures = list(ANY_TASK_FIGURES)
+    if tasks(config, "dnf"):
+        figures += DNF_FIGURES
+    if tasks(config, "digits"):
+        figures += DIGITS_FIGURES
+    if "2of4" in config["align"]["structures"]:
+        figures += STRUCTURED_FIGURES
+    return sorted(figures)
+
+
+def align_pictures(config: dict) -> list[tuple[str, str]]:
+    """(task, picture) of every weight heat map."""
+    if not align_block(config):
+        return []
+    pictures = [(t, p) for t in tasks(config, "dnf") for p in DNF_PICTURES]
+    return pictures + [(t, p) for t in tasks(config, "digits") for p in DIGITS_PICTURES]
+
+
+ALIGN_TABLES = ("accuracy", "accuracy_summary", "mip_solves", "training_codes", "magnitude_sweep")
+
+
+def align_targets(config: dict) -> list[str]:
+    if not align_block(config):
+        return []
+    tables = [f"results/align/tables/{t}.csv" for t in ALIGN_TABLES]
+    figures = [f"results/align/figures/{f}.png" for f in align_figures(config)]
+    pictures = [f"results/align/figures/{t}/{p}.png" for t, p in align_pictures(config)]
+    return tables + figures + pictures
+
+
+# --- semantic checks the JSON schema cannot express -------------------------------------------
+
+
+def check_align(config: dict) -> None:
+    """Raise one ``ValueError`` sentence naming the offending key, before any job runs."""
+    align = align_block(config)
+    if not align:
+        return
+    for task, spec in align["tasks"].items():
+        key = f"align.tasks.{task}"
+        if spec["kind"] == "dnf" and "literals" not in spec:
+            raise ValueError(f"{key} is a DNF task but has no 'literals'")
+        if spec["kind"] == "digits" and "literals" in spec:
+            raise ValueError(f"{key} is a Digits task: 'literals' does not apply (64 pixels)")
+        width = task_width(config, task)
+        for sparsity in align["sparsities"]:
+            try:
+                keep_count(width, sparsity)
+            except ValueError:
+                raise ValueError(
+                    f"align.sparsities: {sparsity:g} leaves no weight in a row of {key} "
+                    f"({width} weights per row)"
+                ) from None
+    if "2of4" in align["structures"] and not structure_sparsities(config, "2of4"):
+        raise ValueError(
+            "align.structures has 2of4, but no value of align.sparsities is at least 0.5 "
+            "(the sparsity a 2:4 pattern already imposes)"
+        )
+    if align["heatmap_trial"] not in align["trials"]:
+        raise ValueError(f"align.heatmap_trial {align['heatmap_trial']} is not in align.trials")
+    if align["heatmap_sparsity"] not in align["sparsities"]:
+        raise ValueError(
+            f"align.heatmap_sparsity {align['heatmap_sparsity']:g} is not in align.sparsities"
+        )

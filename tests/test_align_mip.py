@@ -1,0 +1,255 @@
+"""Per-neuron best-subset MIP checked against brute force on tiny rows."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from prunescope.align import mip
+
+
+def _instance(seed: int, d: int, kind: str = "random") -> tuple[np.ndarray, np.ndarray]:
+    """(w, C0) with C0 well-conditioned ("random"), ill-conditioned or singular."""
+    rng = np.random.default_rng(seed)
+    C0 = rng.normal(size=(d, d)) / np.sqrt(d) + 0.5 * np.eye(d)
+    if kind == "ill":
+        C0 = C0 @ np.diag(np.logspace(0, -3, d))
+    elif kind == "singular":
+        C0[1] = C0[0]
+    return rng.normal(size=d), C0
+
+
+def _feasible(support: np.ndarray, keep: int, block) -> bool:
+    if support.sum() > keep:
+        return False
+    return block is None or bool((support.reshape(-1, block[1]).sum(1) <= block[0]).all())
+
+
+def _brute_force(w, Q, keep, block) -> float:
+    """Smallest refitted objective over every feasible support of every size up to keep."""
+    d = w.size
+    best = np.inf
+    for size in range(keep + 1):
+        for S in itertools.combinations(range(d), size):
+            support = np.zeros(d, dtype=bool)
+            support[list(S)] = True
+            if _feasible(support, keep, block):
+                best = min(best, mip.refit_on_support(w, Q, support)[1])
+    return best
+
+
+def _magnitude_mask(w: np.ndarray, keep: int, block) -> np.ndarray:
+    mask = np.zeros(w.size, dtype=bool)
+    if block is None:
+        mask[np.argsort(-np.abs(w), kind="stable")[:keep]] = True
+        return mask
+    n, m = block
+    for start in range(0, w.size, m):
+        mask[start + np.argsort(-np.abs(w[start : start + m]), kind="stable")[:n]] = True
+    return mask
+
+
+def _random_mask(rng, d: int, keep: int, block) -> np.ndarray:
+    mask = np.zeros(d, dtype=bool)
+    if block is None:
+        mask[rng.choice(d, size=keep, replace=False)] = True
+        return mask
+    n, m = block
+    for start in range(0, d, m):
+        mask[start + rng.choice(m, size=n, replace=False)] = True
+    return mask
+
+
+# --------------------------------------------------------------------------- refits
+
+
+@pytest.mark.parametrize("kind", ["random", "ill"])
+def test_refit_matches_least_squares_on_feature_space(kind):
+    w, C0 = _instance(0, 7, kind)
+    Q = C0 @ C0.T
+    support = np.array([1, 0, 1, 1, 0, 0, 1], dtype=bool)
+    v, objective = mip.refit_on_support(w, Q, support)
+    S = np.flatnonzero(support)
+    expected = np.zeros(7)
+    expected[S] = np.linalg.lstsq(C0[S].T, w @ C0, rcond=None)[0]
+    expected_objective = np.sum(((w - expected) @ C0) ** 2)
+    np.testing.assert_allclose(objective, expected_objective, rtol=1e-8)
+    assert np.all(v[~support] == 0.0)
+    if kind == "random":
+        np.testing.assert_allclose(v, expected, atol=1e-10)
+
+
+def test_refit_on_singular_support_still_minimises():
+    w, C0 = _instance(1, 6, "singular")
+    Q = C0 @ C0.T
+    support = np.array([1, 1, 1, 0, 1, 0], dtype=bool)  # rows 0 and 1 of C0 coincide
+    _, objective = mip.refit_on_support(w, Q, support)
+    S = np.flatnonzero(support)
+    best = np.zeros(6)
+    best[S] = np.linalg.lstsq(C0[S].T, w @ C0, rcond=None)[0]
+    np.testing.assert_allclose(objective, np.sum(((w - best) @ C0) ** 2), rtol=1e-8, atol=1e-12)
+
+
+def test_feature_refit_refits_every_row():
+    rng = np.random.default_rng(2)
+    _, C0 = _instance(2, 8)
+    W1 = rng.normal(size=(5, 8))
+    mask = rng.random((5, 8)) < 0.5
+    refit = mip.feature_refit(W1, C0, mask)
+    Q = C0 @ C0.T
+    for i in range(5):
+        np.testing.assert_allclose(refit[i], mip.refit_on_support(W1[i], Q, mask[i])[0], atol=1e-9)
+
+
+# --------------------------------------------------------------------------- enumeration
+
+
+@pytest.mark.parametrize(
+    ("d", "keep", "block"), [(8, 3, None), (8, 5, None), (8, 3, (2, 4)), (8, 6, (2, 4))]
+)
+def test_count_supports_matches_brute_force(d, keep, block):
+    k = mip.max_support_size(d, keep, block)
+    supports = itertools.combinations(range(d), k)
+    expected = sum(
+        _feasible(np.isin(np.arange(d), S), keep, block) for S in supports
+    )  # fmt: skip
+    assert mip.count_supports(d, keep, block) == expected
+    assert sum(1 for _ in mip._iter_supports(d, k, block)) == expected
+
+
+@pytest.mark.parametrize("block", [None, (2, 4)])
+@pytest.mark.parametrize("keep", [3, 5])
+def test_enumeration_equals_brute_force(block, keep):
+    w, C0 = _instance(3 + keep, 8)
+    Q = C0 @ C0.T
+    mask, weights, objective = mip.enumerate_best_subset(w, Q, keep, block)
+    assert _feasible(mask, keep, block)
+    assert mask.sum() == mip.max_support_size(8, keep, block)
+    assert np.all(weights[~mask] == 0.0)
+    np.testing.assert_allclose(objective, _brute_force(w, Q, keep, block), rtol=1e-10)
+    np.testing.assert_allclose(objective, mip.refit_on_support(w, Q, mask)[1], rtol=1e-12)
+
+
+# --------------------------------------------------------------------------- greedy and SCIP
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_single_greedy_steps_are_exact(seed):
+    # one backward step from the full support, or one forward step from the empty one, must
+    # pick the best support of its size: this checks both closed-form step scores
+    w, C0 = _instance(60 + seed, 7, "ill" if seed % 2 else "random")
+    Q = C0 @ C0.T
+    for keep, step in ((6, mip._backward_elimination), (1, mip._forward_selection)):
+        support = step(w, Q, keep, None)
+        assert support.sum() == keep
+        np.testing.assert_allclose(
+            mip.refit_on_support(w, Q, support)[1],
+            _brute_force(w, Q, keep, None),
+            rtol=1e-9,
+            atol=1e-9 * (w @ Q @ w),  # ill-conditioned rows reach objectives near rounding
+        )
+
+
+@pytest.mark.parametrize(
+    ("d", "keep", "block"), [(8, 3, None), (12, 5, (2, 4)), (12, 9, (2, 4)), (12, 12, None)]
+)
+def test_greedy_support_is_feasible_and_never_beaten_by_solver_answer(d, keep, block):
+    w, C0 = _instance(d + keep, d)
+    Q = C0 @ C0.T
+    greedy = mip.greedy_backward(w, Q, keep, block)
+    assert _feasible(greedy, keep, block)
+    assert greedy.sum() == mip.max_support_size(d, keep, block)
+    greedy_objective = mip.refit_on_support(w, Q, greedy)[1]
+    for limit in (0, 10**6):
+        solution = mip.solve_neuron(w, Q, keep, block, enumerate_limit=limit, time_limit=20)
+        assert _feasible(solution.mask, keep, block)
+        assert solution.objective <= greedy_objective * (1 + 1e-12)
+
+
+@pytest.mark.parametrize(
+    ("seed", "kind", "block"),
+    [
+        (10, "random", None),
+        (11, "random", (2, 4)),
+        (12, "ill", None),
+        (13, "ill", (2, 4)),
+        (14, "singular", None),
+        (15, "random", None),
+    ],
+)
+def test_scip_reaches_the_enumerated_optimum(seed, kind, block):
+    d, keep = (12, 6) if seed % 2 else (10, 5)
+    if block is not None:
+        d = 12
+    w, C0 = _instance(seed, d, kind)
+    Q = C0 @ C0.T
+    _, _, optimum = mip.enumerate_best_subset(w, Q, keep, block)
+    solution = mip.solve_neuron(w, Q, keep, block, enumerate_limit=0, time_limit=30)
+    assert solution.solver == "scip"
+    assert solution.status == "optimal"
+    assert _feasible(solution.mask, keep, block)
+    np.testing.assert_allclose(solution.objective, optimum, rtol=1e-6)
+    assert solution.bound <= solution.objective
+    assert solution.gap <= 1e-5
+    np.testing.assert_allclose(
+        solution.weights, mip.refit_on_support(w, Q, solution.mask)[0], atol=1e-12
+    )
+
+
+def test_trivial_rows_skip_the_solver():
+    w, C0 = _instance(20, 8)
+    Q = C0 @ C0.T
+    zero = mip.solve_neuron(np.zeros(8), Q, 3, enumerate_limit=0)
+    assert zero.objective == 0.0 and not zero.weights.any() and zero.mask.sum() == 3
+    sparse = np.where(np.arange(8) < 2, w, 0.0)
+    exact = mip.solve_neuron(sparse, Q, 3, enumerate_limit=0)
+    assert exact.status == "optimal" and exact.objective < 1e-20
+    np.testing.assert_allclose(exact.weights, sparse, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- layer
+
+
+@pytest.mark.parametrize("block", [None, (2, 4)])
+def test_layer_beats_magnitude_and_random_masks(block):
+    rng = np.random.default_rng(30)
+    d, keep = 8, 4
+    _, C0 = _instance(30, d, "ill")
+    W1 = rng.normal(size=(d, d))
+    _, weights, solutions = mip.solve_layer(W1, C0, keep, block, progress=False)
+    mip_error = np.sum(((W1 - weights) @ C0) ** 2, axis=1)
+    np.testing.assert_allclose(mip_error, [s.objective for s in solutions], rtol=1e-8)
+    rivals = [np.stack([_magnitude_mask(w, keep, block) for w in W1])]
+    rivals += [np.stack([_random_mask(rng, d, keep, block) for _ in W1]) for _ in range(20)]
+    for mask in rivals:
+        rival_error = np.sum(((W1 - mip.feature_refit(W1, C0, mask)) @ C0) ** 2, axis=1)
+        assert np.all(mip_error <= rival_error * (1 + 1e-9))
+
+
+def test_layer_is_deterministic_across_threads():
+    rng = np.random.default_rng(40)
+    _, C0 = _instance(40, 8)
+    W1 = rng.normal(size=(4, 8))
+    W1[2] = 0.0
+    runs = [
+        mip.solve_layer(W1, C0, 3, enumerate_limit=0, threads=t, progress=False) for t in (1, 2)
+    ]
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    np.testing.assert_allclose(runs[0][1], runs[1][1], atol=1e-12)
+    frame = mip.solutions_frame(runs[1][2])
+    assert list(frame["neuron"]) == [0, 1, 2, 3]
+    assert set(frame.columns) >= {"status", "solver", "objective", "bound", "gap", "nodes"}
+    assert list(frame["nonzeros"]) == [3, 3, 3, 3]
+
+
+def test_bad_input_is_rejected():
+    w, C0 = _instance(50, 8)
+    Q = C0 @ C0.T
+    with pytest.raises(ValueError, match="block"):
+        mip.solve_neuron(w, Q, 3, (2, 3))
+    with pytest.raises(ValueError, match="Q must be"):
+        mip.refit_on_support(w, Q[:4, :4], np.ones(8, dtype=bool))
+    with pytest.raises(ValueError, match="keep"):
+        mip.greedy_backward(w, Q, -1)

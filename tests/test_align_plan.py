@@ -1,0 +1,97 @@
+"""Study ALIGN's grid, paths and config checks."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from prunescope.align.plan import (
+    align_targets,
+    check_align,
+    dataset_options,
+    structure_sparsities,
+    variants,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = str(ROOT / "workflow/schemas/config.schema.yaml")
+
+
+def validated(name: str = "config.yaml") -> dict:
+    config = yaml.safe_load((ROOT / name).read_text())
+    validate(config, SCHEMA)
+    return config
+
+
+def test_dnf_sizes_scale_with_literals_and_digits_split_is_fixed():
+    config = validated("configs/paper.yaml")
+    dnf64 = dataset_options(config, "dnf64", 3)
+    assert (dnf64["n_train"], dnf64["n_test"], dnf64["seed"]) == (200_000, 40_000, 3)
+    assert dataset_options(config, "digits", 0) == dataset_options(config, "digits", 5)
+
+
+def test_structured_variants_start_at_half_sparsity():
+    config = validated()
+    config["align"]["sparsities"] = [0.25, 0.5, 0.75]
+    assert structure_sparsities(config, "2of4") == [0.5, 0.75]
+    assert len(variants(config, "unstructured")) == 3 * len(config["align"]["methods"])
+
+
+def test_targets_cover_every_figure_of_the_paper():
+    targets = align_targets(validated())
+    figures = {Path(t).stem for t in targets if "/figures/" in t}
+    assert {"fig2", "fig4", "fig5", "fig6", "figA1", "figA3", "figA6", "figA7", "figA8"} <= figures
+    assert {"fig1", "fig3", "figA2", "figA4", "figA5"} <= figures
+    assert "results/align/tables/mip_solves.csv" in targets
+
+
+def test_no_align_block_means_no_align_targets():
+    config = validated()
+    del config["align"]
+    assert align_targets(config) == []
+    check_align(config)
+
+
+BAD = [
+    ("tasks", {"dnf": {"kind": "dnf"}}, "align.tasks.dnf is a DNF task but has no 'literals'"),
+    ("tasks", {"d": {"kind": "digits", "literals": 8}}, "'literals' does not apply"),
+    ("sparsities", [0.99], "0.99 leaves no weight in a row of align.tasks.dnf16"),
+    ("sparsities", [0.25], "no value of align.sparsities is at least 0.5"),
+    ("heatmap_trial", 7, "align.heatmap_trial 7 is not in align.trials"),
+    ("heatmap_sparsity", 0.6, "align.heatmap_sparsity 0.6 is not in align.sparsities"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "message"), BAD)
+def test_semantic_checks_name_the_key(key, value, message):
+    config = validated()
+    config["align"][key] = value
+    if key == "sparsities":
+        config["align"]["heatmap_sparsity"] = value[0]
+    with pytest.raises(ValueError, match=message):
+        check_align(config)
+
+
+SCHEMA_BAD = [
+    ("tasks", {"dnf": {"kind": "dnf", "literals": 18}}, "18"),
+    ("tasks", {"mnist": {"kind": "mnist"}}, "mnist"),
+    ("sparsities", [1.0], "1.0"),
+    ("trials", [], r"\[\]"),
+    ("methods", ["random"], "random"),
+    ("structures", ["1of4"], "1of4"),
+    ("mip", {"time_limit": 0}, "0"),
+    ("training", {"epoch": 3}, "epoch"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "message"), SCHEMA_BAD)
+def test_schema_rejects_bad_align_values(key, value, message):
+    config = copy.deepcopy(yaml.safe_load((ROOT / "config.yaml").read_text()))
+    config["align"][key] = value
+    with pytest.raises(WorkflowError, match=message):
+        validate(config, SCHEMA)
