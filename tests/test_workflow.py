@@ -153,6 +153,48 @@ def test_editing_an_analysis_setting_reruns_only_that_analysis(smoke_run):
     assert set(jobs) == {"quintile_survival", "all"}
 
 
+ALIGN_UPSTREAM = {"make_align_dataset", "train_align_net", "estimate_align_hessian"}
+
+
+@pytest.mark.slow
+def test_editing_finetuning_reruns_only_finetuning_and_its_tables(smoke_run):
+    jobs = _edited(smoke_run, lambda c: c["align"]["finetuning"].update(epochs=3))
+    # one fine-tuning job per task x structure x trial; figures read the accuracy table
+    assert jobs["finetune_align_nets"] == 4 and jobs["align_accuracy_table"] == 1
+    assert set(jobs) <= {"finetune_align_nets", "align_accuracy_table", "plot_align_figure", "all"}
+
+
+@pytest.mark.slow
+def test_editing_the_mip_time_limit_reruns_the_oracle_and_what_follows(smoke_run):
+    jobs = _edited(smoke_run, lambda c: c["align"]["mip"].update(time_limit=0.1))
+    assert jobs["solve_align_mip"] == 8 and jobs["prune_align_nets"] == 4
+    assert not ALIGN_UPSTREAM & set(jobs) and not UPSTREAM_OF_SAES & set(jobs)
+    assert "sweep_align_magnitude" not in jobs
+
+
+@pytest.mark.slow
+def test_smoke_run_builds_every_align_table_and_figure(smoke_run):
+    import pandas as pd
+
+    results = smoke_run / "results/align"
+    accuracy = pd.read_csv(results / "tables/accuracy.csv")
+    methods = {"mp", "obd", "obs", "mip", "flo", "obs_mask", "mip_mask"}
+    assert set(accuracy["method"]) == methods
+    assert set(accuracy["stage"]) == {"pruned", "finetuned"}
+    assert set(accuracy["structure"]) == {"unstructured", "2of4"}
+    assert accuracy["test_accuracy"].between(0, 1).all()
+    mip = pd.read_csv(results / "tables/mip_solves.csv").set_index(["task", "structure"])
+    # 16 literals have few enough masks to enumerate: every neuron is proven optimal
+    dnf = mip.loc[("dnf16", "unstructured")]
+    assert (dnf["proven_optimal"] == dnf["neurons"]).all() and (dnf["neurons"] == 16).all()
+    training = pd.read_csv(results / "tables/training_codes.csv")
+    assert "4P-positive" in training and training["epoch"].max() == 5
+    for figure in ("fig2", "fig4", "fig5", "fig6", "figA1", "figA3", "figA6", "figA7", "figA8"):
+        assert (results / f"figures/{figure}.png").stat().st_size > 1000, figure
+    for picture in ("dnf16/fig1", "dnf16/fig3", "dnf16/figA4", "digits/figA2", "digits/figA5"):
+        assert (results / f"figures/{picture}.png").stat().st_size > 1000, picture
+
+
 TABLE_COLUMNS = {
     "table1": {"model", "condition", "method", "sparsity", "perplexity", "n_tokens"},
     "table2": {"condition", "fvu", "l0", "n_eval_tokens"},
@@ -196,3 +238,4 @@ def test_report_holds_every_figure(smoke_run):
     snakemake("--configfile", "configs/smoke.yaml", "--report", "report.html", cwd=smoke_run)
     html = (smoke_run / "report.html").read_text(errors="replace")
     assert "fig6.png" in html and "table3.csv" in html
+    assert "figA8.png" in html and "mip_solves.csv" in html
