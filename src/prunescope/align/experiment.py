@@ -10,11 +10,12 @@ import logging
 
 import numpy as np
 import pandas as pd
-from safetensors.numpy import load_file, save_file
+import torch
+from safetensors import safe_open
 
 from prunescope.align.codes import code_counts, code_persistence, four_p_positive
 from prunescope.align.data import Dataset
-from prunescope.align.net import AlignNets, evaluate_nets, train_nets
+from prunescope.align.net import AlignNets, evaluate_nets, load_nets, save_nets, train_nets
 from prunescope.align.plan import STRUCTURES
 from prunescope.align.prune import (
     NEEDS_HESSIAN,
@@ -27,7 +28,6 @@ from prunescope.align.prune import (
 from prunescope.io import atomic_path
 
 log = logging.getLogger("prunescope")
-SINGLE_NET = ("C0", "W1", "b1", "W2", "b2")
 
 
 def net_metrics(nets: AlignNets, data: Dataset, dense: dict | None = None) -> pd.DataFrame:
@@ -162,21 +162,17 @@ def prune_variants(
         )
         pruned.append({**dense, "W1": weights})
         masks.append(mask)
-    stacked = {key: np.stack([p[key] for p in pruned]) for key in SINGLE_NET}
-    return AlignNets.from_arrays(stacked), np.stack(masks)
+    return AlignNets.stack(pruned), np.stack(masks)
 
 
 def save_variant_nets(path, nets: AlignNets, masks: np.ndarray) -> None:
-    tensors = {k: v.astype(np.float32) for k, v in nets.to_arrays().items()}
-    tensors["mask"] = masks.astype(np.uint8)
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp))
+    save_nets(path, nets, extra={"mask": torch.from_numpy(masks.astype(np.uint8))})
 
 
 def load_variant_nets(path) -> tuple[AlignNets, np.ndarray]:
-    tensors = load_file(str(path))
-    masks = tensors.pop("mask").astype(bool)
-    return AlignNets.from_arrays({k: v.astype(np.float64) for k, v in tensors.items()}), masks
+    with safe_open(str(path), framework="numpy") as handle:
+        masks = handle.get_tensor("mask").astype(bool)
+    return load_nets(path), masks
 
 
 def finetune_variants(
@@ -231,8 +227,7 @@ def magnitude_sweep(
     dense: dict[str, np.ndarray], data: Dataset, sparsities: list[float]
 ) -> pd.DataFrame:
     """Per-row magnitude pruning of W1 at each sparsity, no fine-tuning."""
-    stacked = {key: np.stack([dense[key]] * len(sparsities)) for key in SINGLE_NET}
-    stacked["W1"] = np.stack([magnitude_pruned(dense["W1"], s) for s in sparsities])
-    frame = net_metrics(AlignNets.from_arrays(stacked), data, dense)
+    pruned = [{**dense, "W1": magnitude_pruned(dense["W1"], s)} for s in sparsities]
+    frame = net_metrics(AlignNets.stack(pruned), data, dense)
     frame.insert(0, "sparsity", sparsities)
     return frame

@@ -26,6 +26,8 @@ import pandas as pd
 import scipy.linalg
 from tqdm import tqdm
 
+from prunescope.align.prune import select_mask
+
 log = logging.getLogger("prunescope")
 
 Block = tuple[int, int] | None
@@ -357,14 +359,8 @@ def _swap_search(
 
 
 def _magnitude_support(w: np.ndarray, k: int, shape) -> np.ndarray:
-    """Largest |w_j| first, skipping entries whose block is already full."""
-    support = np.zeros(w.size, dtype=bool)
-    for j in np.argsort(-np.abs(w), kind="stable"):
-        if support.sum() == k:
-            break
-        if _block_room(support, shape)[j]:
-            support[j] = True
-    return support
+    """Largest |w_j| first, at most n per block (the per-row magnitude mask)."""
+    return select_mask(np.abs(w)[None, :], k, shape)[0]
 
 
 def _warm_start(w: np.ndarray, Q: np.ndarray, k: int, shape) -> np.ndarray:

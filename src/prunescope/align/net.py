@@ -264,12 +264,17 @@ def evaluate_nets(
 
 
 def save_nets(
-    path: str | os.PathLike, nets: AlignNets, metadata: dict[str, str] | None = None
+    path: str | os.PathLike,
+    nets: AlignNets,
+    metadata: dict[str, str] | None = None,
+    extra: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    """Write the stacked parameters (float32) and optional string metadata as safetensors."""
+    """Write the stacked parameters (float32), optional string metadata and ``extra`` tensors
+    (e.g. pruning masks, which :func:`load_nets` leaves out) as safetensors."""
     from safetensors.torch import save_file
 
     tensors = {name: getattr(nets, name).detach().contiguous() for name in PARAMETER_NAMES}
+    tensors.update(extra or {})
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
 
