@@ -10,7 +10,7 @@ CONFIG ?= config.yaml
 GPUS := $(shell nvidia-smi -L 2>/dev/null | wc -l)
 GPU_RESOURCES := $(if $(filter-out 0,$(GPUS)),--resources gpu=$(GPUS),)
 
-.PHONY: install run smoke test lint dry-run clean
+.PHONY: install run smoke test bench lint dry-run clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -32,9 +32,13 @@ dry-run: install
 test: install
 	$(PY) -m pytest -q
 
+# Benchmarks against in-run references; tables on stdout, JSON in results/bench/.
+bench: install
+	$(PY) -m bench $(BENCH)
+
 lint: install
-	$(VENV)/bin/ruff check src scripts tests
-	$(VENV)/bin/ruff format --check src scripts tests
+	$(VENV)/bin/ruff check src scripts tests bench
+	$(VENV)/bin/ruff format --check src scripts tests bench
 	$(VENV)/bin/snakefmt --check Snakefile workflow/rules
 	$(VENV)/bin/snakemake --lint
 

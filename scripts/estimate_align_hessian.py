@@ -5,6 +5,7 @@ import numpy as np
 from prunescope.align.data import load_dataset
 from prunescope.align.hessian import hessian_sample, w1_hessian
 from prunescope.align.net import load_nets
+from prunescope.align.prune import damped_inverse
 from prunescope.io import atomic_path
 from prunescope.models import pick_device
 from prunescope.runlog import rule_logging
@@ -17,5 +18,7 @@ with rule_logging(snakemake.log[0], snakemake.threads) as log:
     device = str(pick_device(p.device))
     hessian = w1_hessian(**net, x=data.x_train[rows], device=device)
     log.info("Hessian %s from %d samples on %s", hessian.shape, len(rows), device)
-    with atomic_path(snakemake.output[0]) as tmp, open(tmp, "wb") as stream:
-        np.save(stream, hessian)
+    inverse = damped_inverse(hessian, p.damping)
+    for path, array in ((snakemake.output.hessian, hessian), (snakemake.output.inverse, inverse)):
+        with atomic_path(path) as tmp, open(tmp, "wb") as stream:
+            np.save(stream, array)

@@ -26,7 +26,7 @@ with rule_logging(snakemake.log[0], snakemake.threads):
         variant_list,
         structure=p.structure,
         hessian=np.load(snakemake.input.hessian),
-        damping=p.damping,
+        hessian_inverse=np.load(snakemake.input.hessian_inverse),
         mip_solutions=mip,
     )
     save_variant_nets(snakemake.output.nets, nets, masks)

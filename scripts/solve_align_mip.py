@@ -3,8 +3,7 @@
 from prunescope.align.experiment import save_mip_solution
 from prunescope.align.mip import solutions_frame, solve_layer
 from prunescope.align.net import load_nets
-from prunescope.align.plan import STRUCTURES
-from prunescope.align.prune import keep_count
+from prunescope.align.plan import STRUCTURES, keep_count
 from prunescope.runlog import rule_logging
 
 with rule_logging(snakemake.log[0], snakemake.threads) as log:

@@ -23,7 +23,8 @@ from prunescope.align.experiment import (
 from prunescope.align.hessian import w1_hessian
 from prunescope.align.mip import feature_refit, solutions_frame, solve_layer
 from prunescope.align.net import AlignNets
-from prunescope.align.prune import keep_count
+from prunescope.align.plan import keep_count
+from prunescope.align.prune import damped_inverse
 from prunescope.align.results import accuracy_table, mip_summary, standard_error, summarise
 
 METHODS = ["mp", "obd", "obs", "mip", "flo", "obs_mask", "mip_mask"]
@@ -61,7 +62,7 @@ def test_every_variant_keeps_its_count_per_row(trained, structure):
         variant_list,
         structure=structure,
         hessian=hessian,
-        damping=0.01,
+        hessian_inverse=damped_inverse(hessian, 0.01),
         mip_solutions=mip,
     )
     arrays = nets.to_arrays()
@@ -100,7 +101,7 @@ def test_finetuning_keeps_masks_and_files_round_trip(trained, tmp_path):
         variant_list,
         structure="unstructured",
         hessian=None,
-        damping=0.01,
+        hessian_inverse=None,
         mip_solutions={},
     )
     save_variant_nets(tmp_path / "pruned.safetensors", nets, masks)

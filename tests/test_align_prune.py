@@ -6,6 +6,7 @@ import logging
 import numpy as np
 import pytest
 
+from prunescope.align.plan import keep_count
 from prunescope.align.prune import (
     METHODS,
     NEEDS_HESSIAN,
@@ -13,7 +14,6 @@ from prunescope.align.prune import (
     NEEDS_MIP,
     check_mask,
     damped_inverse,
-    keep_count,
     magnitude_scores,
     obd_scores,
     obs_scores,

@@ -5,10 +5,12 @@ import pytest
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from prunescope import matching
 from prunescope.matching import (
     PAPER_TAUS,
     _greedy_accept,
     best_cosine,
+    column_max,
     default_block_rows,
     greedy_partners,
     load_matches,
@@ -224,6 +226,7 @@ def test_default_block_is_about_256_mb():
         (np.ones((3, 4)), np.ones((3, 5)), [0.7], "different widths"),
         (np.ones((3, 4)), np.zeros((0, 4)), [0.7], "dictionary B"),
         (np.array([[1.0, np.nan]]), np.ones((2, 2)), [0.7], "NaN"),
+        (np.ones((2, 2)), np.array([[0.0, 0.0], [-np.inf, 1.0]]), [0.7], "B contains NaN or Inf"),
         (np.array([[1.0, 0.0], [0.0, 0.0]]), np.ones((2, 2)), [0.7], "row 1 has zero norm"),
         (np.ones((3, 4)), np.ones((3, 4)), [], "at least one"),
         (np.ones((3, 4)), np.ones((3, 4)), [0.7, 1.5], r"\[-1, 1\]"),
@@ -273,3 +276,43 @@ def test_cuda_matches_cpu():
     np.testing.assert_array_equal(cuda.greedy_partner, cpu.greedy_partner)
     np.testing.assert_array_equal(cuda.mnn, cpu.mnn)
     np.testing.assert_allclose(cuda.a_best_cos, cpu.a_best_cos, atol=1e-5)
+
+
+def test_greedy_receives_only_pairs_at_or_above_lowest_tau(monkeypatch, pair):
+    """Greedy sorts the candidate pairs, never all n_a x n_b of them."""
+    a, b = pair
+    received = []
+    original = matching.greedy_partners
+
+    def recording(rows, cols, cos, taus, n_a, n_b):
+        received.append((np.asarray(rows), np.asarray(cols), np.asarray(cos)))
+        return original(rows, cols, cos, taus, n_a, n_b)
+
+    monkeypatch.setattr(matching, "greedy_partners", recording)
+    match_dictionaries(a, b, (0.9, 0.5, 0.7), block_rows=7, device="cpu")
+    ((rows, cols, cos),) = received
+    sim = dense_cosine(a, b)
+    expected = set(zip(*np.nonzero(sim >= 0.5), strict=True))
+    assert 0 < len(expected) < sim.size / 4
+    assert set(zip(rows.tolist(), cols.tolist(), strict=True)) == expected
+    assert len(rows) == len(expected)
+    np.testing.assert_allclose(cos, sim[rows, cols], atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(1, 5), (7, 3), (64, 9), (100, 17)])
+@pytest.mark.parametrize("chunk", [1, 3, 8, 32, 200])
+def test_column_max_finds_the_first_maximum_with_ties(shape, chunk):
+    rng = np.random.default_rng(shape[0] * chunk)
+    matrix = torch.from_numpy(rng.integers(0, 4, shape).astype(np.float32))
+    values, indices = column_max(matrix, chunk=chunk)
+    expected = matrix.numpy().max(axis=0)
+    first = np.array([np.flatnonzero(col == col.max())[0] for col in matrix.numpy().T])
+    np.testing.assert_array_equal(values.numpy(), expected)
+    np.testing.assert_array_equal(indices.numpy(), first)
+
+
+def test_column_max_names_bad_input():
+    with pytest.raises(ValueError, match="matrix with rows"):
+        column_max(torch.zeros(0, 3))
+    with pytest.raises(ValueError, match="chunk"):
+        column_max(torch.zeros(2, 3), chunk=0)

@@ -9,9 +9,11 @@ from prunescope.io import read_json
 from prunescope.sae import (
     SAEConfig,
     TopKSAE,
+    _check_finite,
     evaluate_sae,
     iter_shuffled_batches,
     load_sae,
+    loss_and_gradients,
     lr_factor,
     project_out_parallel,
     resample_dead_features,
@@ -123,6 +125,38 @@ def test_sparse_decode_equals_dense_matmul_with_gradients():
     torch.testing.assert_close(sparse_out, dense_out.detach())
     torch.testing.assert_close(sparse_grads[0], sae.W_dec.grad)
     torch.testing.assert_close(sparse_grads[1], values.grad)
+
+
+def test_hand_written_gradients_equal_autograd_of_the_dense_formulation():
+    sae = random_sae(d_sae=64, k=6, seed=3)
+    with torch.no_grad():
+        sae.b_enc.normal_(generator=torch.Generator().manual_seed(2)).sub_(2.5)
+        sae.b_dec.normal_(generator=torch.Generator().manual_seed(4))
+    x_hat = torch.randn(37, D_MODEL, generator=torch.Generator().manual_seed(5))
+    out = loss_and_gradients(sae, x_hat)
+    ours = {name: p.grad.clone() for name, p in sae.named_parameters()}
+    assert all(not p.requires_grad or p.grad is not None for p in sae.parameters())
+
+    sae.zero_grad(set_to_none=True)
+    pre = x_hat @ sae.W_enc.T + sae.b_enc
+    kept = pre.topk(6, dim=-1)
+    z = torch.zeros_like(pre).scatter(1, kept.indices, kept.values.relu())
+    reference_loss = (z @ sae.W_dec + sae.b_dec - x_hat).pow(2).sum(-1).mean()
+    reference_loss.backward()
+    assert (kept.values <= 0).any(), "the ReLU on kept latents must be exercised"
+    torch.testing.assert_close(out.loss, reference_loss.detach())
+    for name, param in sae.named_parameters():
+        torch.testing.assert_close(ours[name], param.grad, msg=name)
+
+
+def test_first_non_finite_loss_is_reported_with_its_step():
+    cfg = SAEConfig(**{**FAST, "log_every": 10}, steps=40)
+    recent = torch.ones(10)
+    _check_finite(recent, 20, cfg, "L1.h5")
+    recent[[4, 7]] = torch.tensor([float("inf"), float("nan")])
+    with pytest.raises(FloatingPointError, match=r"inf at step 25 of 40.*L1\.h5"):
+        _check_finite(recent, 30, cfg, "L1.h5")
+    _check_finite(recent, 24, cfg, "L1.h5")  # steps 21..24 are finite
 
 
 def test_project_out_parallel_matches_row_by_row_projection():

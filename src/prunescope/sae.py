@@ -202,6 +202,86 @@ class TopKSAE(nn.Module):
             self.W_dec.grad.copy_(project_out_parallel(self.W_dec.grad, self.W_dec))
 
 
+class StepOutput(NamedTuple):
+    loss: torch.Tensor
+    """Mean over tokens of the squared reconstruction error (a 0-d tensor, not synced)."""
+    values: torch.Tensor
+    indices: torch.Tensor
+    x_hat_rec: torch.Tensor
+
+
+@torch.no_grad()
+def loss_and_gradients(sae: TopKSAE, x_hat: torch.Tensor) -> StepOutput:
+    """The training loss on normalised inputs ``x_hat`` and its gradients, written to
+    each parameter's ``.grad``, exactly as autograd would give them.
+
+    Written out by hand because autograd cannot see that a TopK SAE is sparse: only k of
+    d_sae latents are on per token, so every gradient except the encoder's forward
+    matmul touches ``batch * k`` decoder or encoder rows, not ``batch * d_sae``. The
+    (token, latent) pairs are grouped by latent once, and each weight gradient is then
+    an ``embedding_bag`` over the rows of the batch (a sparse-dense product). Autograd
+    would instead backpropagate a dense ``(batch, d_sae)`` gradient through the encoder
+    and sort the indices twice.
+    """
+    batch, k = x_hat.shape[0], sae.k
+    values, indices = sae.encode_normalised(x_hat)
+    with torch.enable_grad():
+        # Autograd only for d loss / d values: embedding_bag's kernel for it forms the k
+        # dot products per token without gathering (batch, k, d_model) decoder rows.
+        kept = values.requires_grad_()
+        decoded = F.embedding_bag(indices, sae.W_dec.detach(), per_sample_weights=kept, mode="sum")
+    x_hat_rec = decoded.detach() + sae.b_dec
+    error = x_hat_rec - x_hat
+    loss = error.pow(2).sum(-1).mean()
+
+    grad_rec = error.mul_(2.0 / batch)
+    (grad_values,) = torch.autograd.grad(decoded, kept, grad_rec)
+    values = values.detach()
+    grad_values.mul_(values > 0)
+
+    latents = indices.reshape(-1)
+    order = torch.argsort(latents.to(torch.int32), stable=True)
+    bag_sizes = torch.bincount(latents, minlength=sae.d_sae)
+    bag_starts = torch.cumsum(bag_sizes, 0) - bag_sizes
+    tokens = torch.div(order, k, rounding_mode="floor")
+
+    def per_latent_sum(weights: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Row ``l``: the sum over pairs (token n, latent l) of weight * rows[n]."""
+        return F.embedding_bag(
+            tokens, rows, bag_starts, mode="sum", per_sample_weights=weights.reshape(-1)[order]
+        )
+
+    _set_grad(sae.W_enc, per_latent_sum(grad_values, x_hat))
+    _set_grad(sae.W_dec, per_latent_sum(values, grad_rec))
+    _set_grad(
+        sae.b_enc, torch.zeros_like(sae.b_enc).index_add_(0, latents, grad_values.reshape(-1))
+    )
+    _set_grad(sae.b_dec, grad_rec.sum(0))
+    return StepOutput(loss, values, indices, x_hat_rec)
+
+
+def make_optimizer(sae: TopKSAE, lr: float) -> torch.optim.Adam:
+    """Adam over all SAE parameters; the fused kernel (one pass over each tensor) where
+    this torch build has it for the SAE's device."""
+    try:
+        return torch.optim.Adam(sae.parameters(), lr=lr, fused=True)
+    except RuntimeError:
+        return torch.optim.Adam(sae.parameters(), lr=lr)
+
+
+def optimisation_step(sae: TopKSAE, optimizer: torch.optim.Optimizer, x_hat) -> StepOutput:
+    """One Adam step on a batch of normalised activations, keeping decoder rows unit-norm."""
+    out = loss_and_gradients(sae, x_hat)
+    sae.remove_parallel_decoder_grad()
+    optimizer.step()
+    sae.normalise_decoder()
+    return out
+
+
+def _set_grad(param: nn.Parameter, grad: torch.Tensor) -> None:
+    param.grad = grad.to(param.dtype)
+
+
 def project_out_parallel(grad: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """``grad`` minus, row by row, its component along the unit-norm ``rows``."""
     return grad - (grad * rows).sum(dim=-1, keepdim=True) * rows
@@ -421,7 +501,7 @@ def _fit(
 ) -> tuple[list, list]:
     """The optimisation loop of ``train_sae``; returns (loss curve, resampling log)."""
     device = sae.W_enc.device
-    optimizer = torch.optim.Adam(sae.parameters(), lr=cfg.lr)
+    optimizer = make_optimizer(sae, cfg.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, cfg.warmup_steps, cfg.steps)
     )
@@ -430,35 +510,29 @@ def _fit(
     progress = tqdm(
         range(1, cfg.steps + 1), desc=f"SAE {cache_path.name}", file=sys.stderr, mininterval=10
     )
+    recent_losses = torch.zeros(cfg.log_every, device=device)
     for step in progress:
         x_hat = sae.normalise(next(batches))
-        values, indices = sae.encode_normalised(x_hat)
-        x_hat_rec = sae.decode(values, indices)
-        loss = (x_hat_rec - x_hat).pow(2).sum(-1).mean()
-        loss_value = loss.item()
-        if not math.isfinite(loss_value):
-            raise FloatingPointError(
-                f"SAE loss is {loss_value} at step {step} of {cfg.steps} while training on "
-                f"{cache_path}; the activations or the optimisation diverged"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        sae.remove_parallel_decoder_grad()
-        optimizer.step()
+        out = optimisation_step(sae, optimizer, x_hat)
         scheduler.step()
-        sae.normalise_decoder()
+        # Losses are checked for NaN/Inf once per log interval, not per step, so a GPU is
+        # not made to wait for the host after every step.
+        recent_losses[(step - 1) % cfg.log_every] = out.loss
+        due = cfg.resample_every and step % cfg.resample_every == 0
+        if step % cfg.log_every == 0 or step == cfg.steps or due:
+            _check_finite(recent_losses, step, cfg, cache_path)
 
         fired = torch.zeros(sae.d_sae, device=device).index_add_(
-            0, indices.flatten(), (values > 0).flatten().float()
+            0, out.indices.flatten(), (out.values > 0).flatten().float()
         )
         since_fired = torch.where(fired > 0, 0, since_fired + 1)
         if step % cfg.log_every == 0 or step == cfg.steps:
             with torch.no_grad():
                 total = (x_hat - x_hat.mean(0)).pow(2).sum()
-                fvu_batch = float((x_hat_rec - x_hat).pow(2).sum() / total)
+                fvu_batch = float((out.x_hat_rec - x_hat).pow(2).sum() / total)
+            loss_value = float(out.loss)
             loss_curve.append([step, loss_value, fvu_batch])
             progress.set_postfix(loss=f"{loss_value:.4g}", fvu=f"{fvu_batch:.3f}")
-        due = cfg.resample_every and step % cfg.resample_every == 0
         if due and step <= RESAMPLE_UNTIL * cfg.steps:
             dead = since_fired >= cfg.dead_window
             n_batches = min(16, max(1, math.ceil(4 * int(dead.sum()) / cfg.batch_size)))
@@ -469,6 +543,19 @@ def _fit(
             tqdm.write(f"step {step}: resampled {count} dead features", file=sys.stderr)
     progress.close()
     return loss_curve, resampled
+
+
+def _check_finite(recent_losses: torch.Tensor, step: int, cfg: SAEConfig, cache_path) -> None:
+    """Raise at the first non-finite loss among the steps since the last check."""
+    first = (step - 1) // cfg.log_every * cfg.log_every + 1
+    losses = recent_losses[: step - first + 1].cpu()
+    bad = (~torch.isfinite(losses)).nonzero()
+    if len(bad):
+        at = first + int(bad[0])
+        raise FloatingPointError(
+            f"SAE loss is {float(losses[bad[0]])} at step {at} of {cfg.steps} while training "
+            f"on {cache_path}; the activations or the optimisation diverged"
+        )
 
 
 def save_sae(sae: TopKSAE, cfg: SAEConfig, out_dir, provenance: dict | None = None) -> None:
@@ -569,7 +656,10 @@ __all__ = [
     "evaluate_sae",
     "iter_shuffled_batches",
     "load_sae",
+    "loss_and_gradients",
     "lr_factor",
+    "make_optimizer",
+    "optimisation_step",
     "project_out_parallel",
     "resample_dead_features",
     "save_sae",

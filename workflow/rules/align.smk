@@ -40,7 +40,8 @@ rule estimate_align_hessian:
         net="results/align/nets/{task}/trial{trial}/dense.safetensors",
         data="results/align/data/{task}/trial{trial}.npz",
     output:
-        "results/align/nets/{task}/trial{trial}/hessian.npy",
+        hessian="results/align/nets/{task}/trial{trial}/hessian.npy",
+        inverse="results/align/nets/{task}/trial{trial}/hessian_inverse.npy",
     log:
         "results/logs/estimate_align_hessian/{task}/trial{trial}.log",
     benchmark:
@@ -52,6 +53,7 @@ rule estimate_align_hessian:
     params:
         fraction=lambda wc: hessian_fraction(config, wc.task),
         seed=lambda wc: int(wc.trial),
+        damping=ALIGN["hessian"]["damping"],
         device=config["device"],
     script:
         "../../scripts/estimate_align_hessian.py"
@@ -82,6 +84,7 @@ rule prune_align_nets:
         net="results/align/nets/{task}/trial{trial}/dense.safetensors",
         data="results/align/data/{task}/trial{trial}.npz",
         hessian="results/align/nets/{task}/trial{trial}/hessian.npy",
+        hessian_inverse="results/align/nets/{task}/trial{trial}/hessian_inverse.npy",
         mip=align_mip_solutions,
     output:
         nets="results/align/pruned/{task}/{structure}/trial{trial}/pruned.safetensors",
@@ -95,7 +98,6 @@ rule prune_align_nets:
     params:
         variants=lambda wc: variants(config, wc.structure),
         structure=lambda wc: wc.structure,
-        damping=ALIGN["hessian"]["damping"],
     script:
         "../../scripts/prune_align_nets.py"
 

@@ -78,6 +78,8 @@ rule evaluate_transfer:
         "results/transfer/{model}/L{layer}/{cond}.json",
     log:
         "results/logs/evaluate_transfer/{model}/L{layer}/{cond}.log",
+    benchmark:
+        "results/benchmarks/evaluate_transfer/{model}/L{layer}/{cond}.tsv"
     conda:
         "../../envs/prunescope.yaml"
     threads: 1

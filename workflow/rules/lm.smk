@@ -10,6 +10,8 @@ rule prepare_corpus:
         manifest="results/corpus/{corpus}/manifest.json",
     log:
         "results/logs/prepare_corpus/{corpus}.log",
+    benchmark:
+        "results/benchmarks/prepare_corpus/{corpus}.tsv"
     conda:
         "../../envs/prunescope.yaml"
     params:
@@ -66,6 +68,8 @@ rule save_hub_model:
         directory("results/models/{model}/dense"),
     log:
         "results/logs/save_hub_model/{model}.log",
+    benchmark:
+        "results/benchmarks/save_hub_model/{model}.tsv"
     wildcard_constraints:
         model="|".join(HUB_MODELS),
     conda:

@@ -16,11 +16,9 @@ from safetensors import safe_open
 from prunescope.align.codes import code_counts, code_persistence, four_p_positive
 from prunescope.align.data import Dataset
 from prunescope.align.net import AlignNets, evaluate_nets, load_nets, save_nets, train_nets
-from prunescope.align.plan import STRUCTURES
+from prunescope.align.plan import STRUCTURES, keep_count
 from prunescope.align.prune import (
     NEEDS_HESSIAN,
-    damped_inverse,
-    keep_count,
     prune_w1,
     relative_divergence,
     select_mask,
@@ -135,18 +133,21 @@ def prune_variants(
     *,
     structure: str,
     hessian: np.ndarray | None,
-    damping: float,
+    hessian_inverse: np.ndarray | None,
     mip_solutions: dict[float, dict[str, np.ndarray]],
 ) -> tuple[AlignNets, np.ndarray]:
-    """Every (method, sparsity) pruned from the dense net, stacked, with their W1 masks."""
+    """Every (method, sparsity) pruned from the dense net, stacked, with their W1 masks.
+
+    ``hessian_inverse`` is the damped inverse from ``prune.damped_inverse``, computed once
+    per dense net and shared by both structures.
+    """
     block = STRUCTURES[structure]
     width = dense["W1"].shape[1]
     methods = {m for m, _ in variant_list}
-    h_inv = None
-    if methods & NEEDS_HESSIAN:
-        if hessian is None:
-            raise ValueError(f"methods {sorted(methods & NEEDS_HESSIAN)} need the W1 Hessian")
-        h_inv = damped_inverse(hessian, damping)
+    if methods & NEEDS_HESSIAN and (hessian is None or hessian_inverse is None):
+        raise ValueError(
+            f"methods {sorted(methods & NEEDS_HESSIAN)} need the W1 Hessian and its inverse"
+        )
     pruned, masks = [], []
     for method, sparsity in variant_list:
         mip = mip_solutions.get(sparsity, {})
@@ -156,7 +157,7 @@ def prune_variants(
             keep=keep_count(width, sparsity),
             block=block,
             H=hessian,
-            H_inv=h_inv,
+            H_inv=hessian_inverse,
             mip_mask=mip.get("mask"),
             mip_weights=mip.get("weights"),
         )

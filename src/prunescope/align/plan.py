@@ -6,7 +6,6 @@ and it knows nothing of Snakemake.
 
 from __future__ import annotations
 
-from prunescope.align.prune import keep_count
 from prunescope.plan import format_sparsity
 
 STRUCTURES = {"unstructured": None, "2of4": (2, 4)}
@@ -139,6 +138,20 @@ def align_targets(config: dict) -> list[str]:
     figures = [f"results/align/figures/{f}.png" for f in align_figures(config)]
     pictures = [f"results/align/figures/{t}/{p}.png" for t, p in align_pictures(config)]
     return tables + figures + pictures
+
+
+def keep_count(d: int, sparsity: float) -> int:
+    """Weights kept per row of W1: ``d - round(sparsity * d)``.
+
+    Defined here rather than with the pruning maths because every Snakemake call imports
+    this module to check the config, and the pruning module pulls in scipy.
+    """
+    if not 0.0 <= sparsity < 1.0:
+        raise ValueError(f"sparsity must lie in [0, 1), got {sparsity}")
+    keep = d - int(round(sparsity * d))
+    if keep < 1:
+        raise ValueError(f"sparsity {sparsity} leaves no weight in a row of {d}")
+    return keep
 
 
 # --- semantic checks the JSON schema cannot express -------------------------------------------

@@ -28,18 +28,7 @@ NEEDS_HESSIAN = frozenset({"obd", "obs", "flo", "obs_mask"})
 NEEDS_HESSIAN_INVERSE = frozenset({"obs", "flo", "obs_mask"})
 NEEDS_MIP = frozenset({"mip", "flo", "mip_mask"})
 
-
 # --------------------------------------------------------------------------- masks
-
-
-def keep_count(d: int, sparsity: float) -> int:
-    """Weights kept per row of W1: ``d - round(sparsity * d)``."""
-    if not 0.0 <= sparsity < 1.0:
-        raise ValueError(f"sparsity must lie in [0, 1), got {sparsity}")
-    keep = d - int(round(sparsity * d))
-    if keep < 1:
-        raise ValueError(f"sparsity {sparsity} leaves no weight in a row of {d}")
-    return keep
 
 
 def _check_block(d: int, keep: int, block: tuple[int, int] | None) -> None:
