@@ -11,7 +11,9 @@ from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, Llama
 from prunescope.activations import (
     DEFAULT_CHUNK_ROWS,
     ActivationCacheError,
+    ChunkWriter,
     RunningMoments,
+    all_finite,
     capture_activations,
     open_cache,
     read_cache_info,
@@ -71,6 +73,71 @@ def test_rows_are_the_block_outputs_in_window_order(tmp_path, splits, arch, skip
     assert not out.with_name("L1.h5.partial").exists()
 
 
+@pytest.mark.parametrize("chunk_rows", [1, 5, 16, 1000])
+def test_rows_are_identical_whatever_the_chunking(tmp_path, splits, chunk_rows):
+    model = build("llama")
+    out = tmp_path / "L1.h5"
+    capture_activations(
+        model,
+        1,
+        splits,
+        out,
+        provenance=PROVENANCE,
+        batch_size=2,
+        skip_positions=1,
+        chunk_rows=chunk_rows,
+    )
+    with open_cache(out) as f:
+        for name, ids in splits.items():
+            assert f[name].chunks[0] == min(chunk_rows, len(ids) * (CONTEXT - 1))
+            np.testing.assert_array_equal(f[name][:], reference_rows(model, ids, 1, 1))
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 4, 7, 23])
+def test_chunk_writer_matches_plain_slice_writes(tmp_path, chunk_rows):
+    rng = np.random.default_rng(chunk_rows)
+    rows = rng.standard_normal((23, 6)).astype(np.float32)
+    with h5py.File(tmp_path / "w.h5", "w") as f:
+        dataset = f.create_dataset("x", shape=rows.shape, dtype="float32", chunks=(chunk_rows, 6))
+        writer = ChunkWriter(dataset)
+        for part in np.split(rows, [0, 3, 4, 11, 11, 20]):
+            writer.append(part)
+        writer.close()
+        assert writer.rows_written == 23
+        np.testing.assert_array_equal(dataset[:], rows)
+        with pytest.raises(ValueError, match="overflows"):
+            writer.append(rows[:1])
+
+
+def test_chunk_writer_refuses_filtered_or_unchunked_datasets(tmp_path):
+    with h5py.File(tmp_path / "w.h5", "w") as f:
+        packed = f.create_dataset("gz", shape=(8, 4), dtype="float32", chunks=(4, 4), compression=1)
+        with pytest.raises(ValueError, match="no filters"):
+            ChunkWriter(packed)
+        for name, chunks in (("plain", None), ("cols", (4, 2))):
+            dataset = f.create_dataset(name, shape=(8, 4), dtype="float32", chunks=chunks)
+            with pytest.raises(ValueError, match="chunked by whole rows"):
+                ChunkWriter(dataset)
+
+
+def test_all_finite_agrees_with_the_elementwise_test():
+    rng = np.random.default_rng(0)
+    cases = [torch.empty(0, 3), torch.full((4, 3), 3e38)]  # the second overflows its sum
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        for _ in range(5):
+            values = torch.from_numpy(rng.standard_normal((4, 7, 3)).astype(np.float32))
+            cases.append(values.clone())
+            values.view(-1)[rng.integers(values.numel())] = bad
+            cases.append(values)
+    both_infinities = torch.zeros(2, 5)
+    both_infinities[0, 1], both_infinities[1, 3] = float("inf"), -float("inf")
+    cases.append(both_infinities)
+    for values in cases:
+        assert all_finite(values) == bool(torch.isfinite(values).all())
+        strided = values[:, 1:]  # capture checks a view that skips the BOS position
+        assert all_finite(strided) == bool(torch.isfinite(strided).all())
+
+
 def test_stats_are_float64_moments_of_the_first_rows(tmp_path, splits):
     model = build("llama")
     out = tmp_path / "L0.h5"
@@ -100,6 +167,16 @@ def test_running_moments_match_numpy_despite_a_huge_offset():
     assert moments.count == 257
     np.testing.assert_allclose(moments.mean, exact.mean(axis=0), rtol=1e-14)
     np.testing.assert_allclose(moments.std, exact.std(axis=0), rtol=1e-9)
+
+
+def test_running_moments_leave_their_input_alone_and_match_the_plain_formula():
+    rows = np.random.default_rng(1).normal(3.0, 2.0, size=(40, 6))
+    kept = rows.copy()
+    moments = RunningMoments(6)
+    moments.update(rows)
+    assert np.array_equal(rows, kept)
+    assert np.array_equal(moments.mean, rows.mean(axis=0))
+    assert np.array_equal(moments.std, np.sqrt(np.square(rows - rows.mean(axis=0)).sum(0) / 40))
 
 
 def test_datasets_are_chunked_by_rows_and_attrs_record_provenance(tmp_path, splits):

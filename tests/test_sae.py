@@ -17,6 +17,7 @@ from prunescope.sae import (
     lr_factor,
     project_out_parallel,
     resample_dead_features,
+    row_top_k,
     train_sae,
 )
 
@@ -147,6 +148,20 @@ def test_hand_written_gradients_equal_autograd_of_the_dense_formulation():
     torch.testing.assert_close(out.loss, reference_loss.detach())
     for name, param in sae.named_parameters():
         torch.testing.assert_close(ours[name], param.grad, msg=name)
+
+
+@pytest.mark.parametrize("n, k", [(64, 4), (64, 8), (96, 5), (100, 3), (16, 16)])
+def test_row_top_k_finds_the_k_largest_of_each_row_even_with_ties(n, k):
+    generator = torch.Generator().manual_seed(n + k)
+    for scores in (
+        torch.randn(50, n, generator=generator),
+        torch.randint(-3, 4, (50, n), generator=generator).float(),  # many ties
+    ):
+        values, indices = row_top_k(scores, k)
+        expected = scores.topk(k, dim=-1).values
+        torch.testing.assert_close(values.sort(-1).values, expected.sort(-1).values)
+        torch.testing.assert_close(scores.gather(1, indices), values)
+        assert (indices.sort(-1).values.diff(dim=-1) > 0).all(), "an index is repeated"
 
 
 def test_first_non_finite_loss_is_reported_with_its_step():

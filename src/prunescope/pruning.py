@@ -239,8 +239,9 @@ class SparseGPT:
                 if nm is not None and i % nm[1] == 0:
                     group = W1[:, i : i + nm[1]] ** 2 / d1[i : i + nm[1]].unsqueeze(0) ** 2
                     mask1[:, i : i + nm[1]] = ~_stable_prune_mask(group, nm[0])
-                q = w.clone()
-                q[mask1[:, i]] = 0
+                # masked_fill, not boolean indexing: indexing makes a GPU wait for the host
+                # once per column.
+                q = w.masked_fill(mask1[:, i], 0)
                 Q1[:, i] = q
                 err = (w - q) / d
                 W1[:, i:] -= err.unsqueeze(1) @ Hinv1[i, i:].unsqueeze(0)

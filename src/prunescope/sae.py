@@ -164,8 +164,10 @@ class TopKSAE(nn.Module):
         return F.linear(x_hat, self.W_enc, self.b_enc)
 
     def encode_normalised(self, x_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        values, indices = self.pre_activations(x_hat).topk(self.k, dim=-1, sorted=False)
-        return F.relu(values), indices
+        pre = self.pre_activations(x_hat)
+        values, indices = row_top_k(pre.reshape(-1, self.d_sae), self.k)
+        shape = (*pre.shape[:-1], self.k)
+        return F.relu(values).reshape(shape), indices.reshape(shape)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(values, indices) of the top-k latents of original-space activations ``x``."""
@@ -200,6 +202,27 @@ class TopKSAE(nn.Module):
         changes the norm, which the renormalisation after the step would undo anyway."""
         if self.W_dec.grad is not None:
             self.W_dec.grad.copy_(project_out_parallel(self.W_dec.grad, self.W_dec))
+
+
+def row_top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(values, indices) of the k largest entries of each row of a 2-D tensor, unsorted.
+
+    The same values as ``torch.topk``. On CPU, where ``topk`` costs several times the
+    encoder matmul, it first picks the k best of the strided column groups
+    ``{j, j + m, j + 2m, ...}`` by their maxima, then the k best entries of those
+    groups: every entry above the k-th largest group maximum lies in a picked group, so
+    nothing of the true top k is lost, and ``topk`` sorts 3/8 as many entries.
+    """
+    rows, n = scores.shape
+    group = next((g for g in (8, 4) if n % g == 0 and n // g >= 2 * k), None)
+    if scores.is_cuda or group is None:
+        return scores.topk(k, dim=-1, sorted=False)
+    per_group = n // group
+    best_groups = scores.view(rows, group, per_group).amax(1).topk(k, dim=-1, sorted=False)
+    offsets = torch.arange(0, n, per_group, device=scores.device)
+    columns = (best_groups.indices.unsqueeze(-1) + offsets).view(rows, k * group)
+    values, picked = scores.gather(1, columns).topk(k, dim=-1, sorted=False)
+    return values, columns.gather(1, picked)
 
 
 class StepOutput(NamedTuple):
@@ -662,6 +685,7 @@ __all__ = [
     "optimisation_step",
     "project_out_parallel",
     "resample_dead_features",
+    "row_top_k",
     "save_sae",
     "train_sae",
 ]

@@ -1,0 +1,173 @@
+"""Pruning: wall time of magnitude, Wanda and SparseGPT against a forward pass.
+
+Each method prunes a randomly initialised model to 50 % with the default config's
+settings (Wanda per row; SparseGPT blocks of 128 columns, 1 % dampening) from random
+token ids of the default calibration size, context and batch size. The reference is the
+bare forward pass of the same model over the same calibration batches, timed in
+alternation with the methods. Every timed pruning call first copies the dense weights
+back into the linears it prunes (``restore_s``, timed on its own, is included).
+
+On CPU the model is the default config's tiny Llama; with CUDA, also a model of
+gemma-2-2b's published dimensions (float32, as in the paper preset), with no download.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import yaml
+from transformers import Gemma2Config, Gemma2ForCausalLM, LlamaConfig, LlamaForCausalLM
+
+from bench.harness import interleaved_medians
+from prunescope.models import prunable_linears
+from prunescope.pruning import prune_model
+
+CONFIG = Path(__file__).resolve().parents[1] / "config.yaml"
+SPARSITY = 0.5
+METHODS = ("magnitude", "wanda", "sparsegpt")
+TINY = {
+    "architecture": {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 4,
+        "max_position_embeddings": 64,
+        "tie_word_embeddings": True,
+    },
+    "vocab_size": 256,
+    "calibration": {"n_tokens": 256, "context": 16, "batch_size": 8},
+    "options": {"wanda": {"granularity": "row"}, "sparsegpt": {"blocksize": 128, "percdamp": 0.01}},
+}
+GEMMA2_2B = {
+    "vocab_size": 256_000,
+    "hidden_size": 2304,
+    "intermediate_size": 9216,
+    "num_hidden_layers": 26,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 4,
+    "head_dim": 256,
+    "hidden_activation": "gelu_pytorch_tanh",
+    "max_position_embeddings": 8192,
+    "rms_norm_eps": 1e-6,
+    "query_pre_attn_scalar": 256,
+    "sliding_window": 4096,
+    "attn_logit_softcapping": 50.0,
+    "final_logit_softcapping": 30.0,
+    "tie_word_embeddings": True,
+}
+"""google/gemma-2-2b's config.json dimensions."""
+
+
+def default_setting() -> dict:
+    """The default config's tiny model shape, calibration and method options."""
+    config = yaml.safe_load(CONFIG.read_text())
+    model = config["models"]["tiny"]
+    return {
+        "architecture": model["architecture"],
+        "vocab_size": model["tokenizer"]["vocab_size"],
+        "calibration": config["pruning"]["calibration"],
+        "options": {name: config["pruning"][name] for name in ("wanda", "sparsegpt")},
+    }
+
+
+def calibration_ids(vocab_size: int, calibration: dict) -> torch.Tensor:
+    n_windows = calibration["n_tokens"] // calibration["context"]
+    generator = torch.Generator().manual_seed(0)
+    return torch.randint(0, vocab_size, (n_windows, calibration["context"]), generator=generator)
+
+
+def compare(model: torch.nn.Module, setting: dict, device: torch.device, repeats: int) -> dict:
+    """Each method (after restoring the dense weights) and the forward pass, interleaved."""
+    ids = calibration_ids(setting["vocab_size"], setting["calibration"])
+    batch_size = setting["calibration"]["batch_size"]
+    linears = list(prunable_linears(model).values())
+    dense = [module.weight.detach().clone() for module in linears]
+
+    def restore() -> None:
+        with torch.no_grad():
+            for module, weight in zip(linears, dense, strict=True):
+                module.weight.copy_(weight)
+
+    def forward() -> None:
+        with torch.no_grad():
+            for start in range(0, len(ids), batch_size):
+                model(input_ids=ids[start : start + batch_size].to(device), use_cache=False)
+
+    def prune(method: str):
+        def call() -> None:
+            restore()
+            prune_model(
+                model,
+                method,
+                SPARSITY,
+                ids,
+                batch_size=batch_size,
+                device=device,
+                **setting["options"].get(method, {}),
+            )
+
+        return call
+
+    fns = {"forward": forward, "restore": restore}
+    fns.update({method: prune(method) for method in METHODS})
+    times = interleaved_medians(fns, repeats)
+    restore()
+    forward_s = times["forward"]["median_s"]
+    return {
+        "device": str(device),
+        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+        "n_parameters": sum(p.numel() for p in model.parameters()),
+        "prunable_weights": sum(w.numel() for w in dense),
+        "sparsity": SPARSITY,
+        "calibration_windows": len(ids),
+        "context": ids.shape[1],
+        "batch_size": batch_size,
+        "forward_s": forward_s,
+        "restore_s": times["restore"]["median_s"],
+        **{f"{method}_s": times[method]["median_s"] for method in METHODS},
+        **{f"{method}_vs_forward": times[method]["median_s"] / forward_s for method in METHODS},
+        "samples_s": {name: times[name]["samples_s"] for name in times},
+    }
+
+
+def llama(setting: dict, device: torch.device) -> torch.nn.Module:
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=setting["vocab_size"], **setting["architecture"])
+    return LlamaForCausalLM(config).to(device).eval()
+
+
+def gemma2_2b(device: torch.device, **overrides) -> torch.nn.Module:
+    """A randomly initialised model of gemma-2-2b's dimensions, built on ``device``."""
+    torch.manual_seed(0)
+    with device:
+        return Gemma2ForCausalLM(Gemma2Config(**{**GEMMA2_2B, **overrides})).eval()
+
+
+def run(size: str) -> dict:
+    full = size == "full"
+    setting = default_setting() if full else TINY
+    cpu = torch.device("cpu")
+    cases = [
+        {
+            "case": "tiny Llama (default config shape), cpu" if full else "2-layer Llama, cpu",
+            **compare(llama(setting, cpu), setting, cpu, repeats=5 if full else 2),
+        }
+    ]
+    if torch.cuda.is_available():
+        gpu = torch.device("cuda")
+        shape = {} if full else {"num_hidden_layers": 2, "vocab_size": 4096}
+        model = gemma2_2b(gpu, **shape)
+        gemma = {**setting, "vocab_size": model.config.vocab_size}
+        cases.append(
+            {
+                "case": "gemma-2-2b shapes, random weights, cuda",
+                **compare(model, gemma, gpu, repeats=3 if full else 2),
+            }
+        )
+        del model
+        torch.cuda.empty_cache()
+    else:
+        cases.append({"case": "gemma-2-2b shapes, cuda", "skipped": "no CUDA device"})
+    return {"cases": cases, "targets": [], "gpu": torch.cuda.is_available()}
