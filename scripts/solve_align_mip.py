@@ -1,4 +1,5 @@
-"""Study ALIGN: the MIP oracle's W1 at one sparsity, every neuron solved with SCIP."""
+"""Study ALIGN: the MIP oracle's W1 at one sparsity, every neuron solved to optimality or the
+time limit (enumeration, branch and bound, or SCIP as ``align.mip.solver`` says)."""
 
 from prunescope.align.experiment import save_mip_solution
 from prunescope.align.mip import solutions_frame, solve_layer
@@ -18,6 +19,7 @@ with rule_logging(snakemake.log[0], snakemake.threads) as log:
         time_limit=p.mip["time_limit"],
         gap=p.mip["gap"],
         enumerate_limit=p.mip["enumerate_limit"],
+        solver=p.mip["solver"],
         threads=snakemake.threads,
     )
     frame = solutions_frame(solutions)

@@ -168,6 +168,17 @@ def test_greedy_support_is_feasible_and_never_beaten_by_solver_answer(d, keep, b
         assert solution.objective <= greedy_objective * (1 + 1e-12)
 
 
+def test_scip_solver_on_request_reaches_the_enumerated_optimum():
+    w, C0 = _instance(10, 10, "random")
+    Q = C0 @ C0.T
+    _, _, optimum = mip.enumerate_best_subset(w, Q, 5)
+    solution = mip.solve_neuron(w, Q, 5, enumerate_limit=0, time_limit=30, solver="scip")
+    assert solution.solver == "scip" and solution.status == "optimal"
+    np.testing.assert_allclose(solution.objective, optimum, rtol=1e-6)
+    with pytest.raises(ValueError, match="'gurobi' is not one of"):
+        mip.solve_neuron(w, Q, 5, solver="gurobi")
+
+
 @pytest.mark.parametrize(
     ("seed", "kind", "block"),
     [
@@ -179,7 +190,7 @@ def test_greedy_support_is_feasible_and_never_beaten_by_solver_answer(d, keep, b
         (15, "random", None),
     ],
 )
-def test_scip_reaches_the_enumerated_optimum(seed, kind, block):
+def test_solver_reaches_the_enumerated_optimum(seed, kind, block):
     d, keep = (12, 6) if seed % 2 else (10, 5)
     if block is not None:
         d = 12
@@ -187,7 +198,7 @@ def test_scip_reaches_the_enumerated_optimum(seed, kind, block):
     Q = C0 @ C0.T
     _, _, optimum = mip.enumerate_best_subset(w, Q, keep, block)
     solution = mip.solve_neuron(w, Q, keep, block, enumerate_limit=0, time_limit=30)
-    assert solution.solver == "scip"
+    assert solution.solver == ("scip" if kind == "singular" else "branch-and-bound")
     assert solution.status == "optimal"
     assert _feasible(solution.mask, keep, block)
     np.testing.assert_allclose(solution.objective, optimum, rtol=1e-6)
@@ -196,6 +207,138 @@ def test_scip_reaches_the_enumerated_optimum(seed, kind, block):
     np.testing.assert_allclose(
         solution.weights, mip.refit_on_support(w, Q, solution.mask)[0], atol=1e-12
     )
+
+
+# --------------------------------------------------------------------------- branch and bound
+
+
+def _rise(w, Q, support, drops) -> float:
+    """Exact rise of the refitted objective from dropping ``drops`` off ``support``."""
+    smaller = support.copy()
+    smaller[list(drops)] = False
+    return mip.refit_on_support(w, Q, smaller)[1] - mip.refit_on_support(w, Q, support)[1]
+
+
+@pytest.mark.parametrize("kind", ["random", "ill"])
+def test_drop_costs_match_refits(kind):
+    w, C0 = _instance(70, 7, kind)
+    Q = C0 @ C0.T
+    support = np.array([1, 1, 0, 1, 1, 1, 0], dtype=bool)
+    S = np.flatnonzero(support)
+    v, _ = mip.refit_on_support(w, Q, support)
+    single, pair = mip.drop_costs(np.linalg.inv(Q[np.ix_(S, S)]), v[S])
+    scale = w @ Q @ w
+    for a, j in enumerate(S):
+        expected = _rise(w, Q, support, [j])
+        np.testing.assert_allclose(single[a], expected, rtol=1e-7, atol=1e-12 * scale)
+        for b, i in enumerate(S):
+            if i == j:
+                assert pair[b, a] == np.inf
+                continue
+            after_j = _rise(w, Q, support, [i, j]) - _rise(w, Q, support, [j])
+            np.testing.assert_allclose(pair[b, a], after_j, rtol=1e-6, atol=1e-10 * scale)
+
+
+@pytest.mark.parametrize("r", [1, 2, 3])
+def test_lookahead_bounds_never_exceed_the_true_rise(r):
+    w, C0 = _instance(71, 7, "ill")
+    Q = C0 @ C0.T
+    support = np.ones(7, dtype=bool)
+    single, pair = mip.drop_costs(np.linalg.inv(Q), w)
+    bounds = mip.lookahead_bounds(single, pair, r)
+    tight = 0
+    for drops in itertools.combinations(range(7), r):
+        rise = _rise(w, Q, support, drops)
+        assert all(bounds[j] <= rise * (1 + 1e-9) + 1e-12 for j in drops)
+        tight += np.isclose(max(bounds[j] for j in drops), rise, rtol=1e-9)
+    if r == 1:
+        assert tight == 7  # a single drop is priced exactly
+
+
+@pytest.mark.parametrize(
+    ("d", "keep", "block", "kind"),
+    [
+        (10, 5, None, "random"),
+        (10, 3, None, "ill"),
+        (12, 7, None, "ill"),
+        (12, 6, (2, 4), "ill"),
+        (12, 4, (2, 4), "random"),  # fewer than the blocks allow: blocks and count both bind
+        (12, 3, (1, 4), "ill"),
+        (12, 9, (3, 4), "random"),
+    ],
+)
+def test_branch_and_bound_equals_enumeration(d, keep, block, kind):
+    w, C0 = _instance(d * keep, d, kind)
+    Q = C0 @ C0.T
+    _, _, optimum = mip.enumerate_best_subset(w, Q, keep, block)
+    k = mip.max_support_size(d, keep, block)
+    start = mip._magnitude_support(w, k, block)
+    found = mip.branch_and_bound(w, Q, keep, block, incumbent=start)
+    assert found.complete
+    assert _feasible(found.mask, keep, block) and found.mask.sum() == k
+    np.testing.assert_allclose(found.objective, optimum, rtol=1e-9, atol=1e-14 * (w @ Q @ w))
+    assert found.bound <= found.objective
+
+
+def test_interrupted_search_keeps_a_valid_bound():
+    w, C0 = _instance(72, 12, "ill")
+    Q = C0 @ C0.T
+    _, _, optimum = mip.enumerate_best_subset(w, Q, 6)
+    start = _magnitude_mask(w, 6, None)
+    found = mip.branch_and_bound(w, Q, 6, incumbent=start, time_limit=0.0)
+    assert not found.complete
+    assert found.bound <= optimum <= found.objective
+    np.testing.assert_allclose(found.objective, mip.refit_on_support(w, Q, start)[1])
+
+
+def test_branch_and_bound_rejects_bad_incumbents_and_singular_forms():
+    w, C0 = _instance(73, 8)
+    Q = C0 @ C0.T
+    with pytest.raises(ValueError, match="incumbent"):
+        mip.branch_and_bound(w, Q, 3, incumbent=np.ones(8, dtype=bool))
+    w, C0 = _instance(73, 8, "singular")
+    with pytest.raises(ValueError, match="positive definite"):
+        mip.branch_and_bound(w, C0 @ C0.T, 3)
+
+
+# --------------------------------------------------------------------------- local improvement
+
+
+@pytest.mark.parametrize("block", [None, (2, 4)])
+def test_improvement_never_worsens_and_stays_feasible(block):
+    w, C0 = _instance(80, 16, "ill")
+    Q = C0 @ C0.T
+    start = _magnitude_mask(w, 8, block)
+    better = mip.improve_support(w, Q, start, block, rounds=6, window=8, seed=1)
+    assert _feasible(better, 8, block) and better.sum() == 8
+    assert mip.refit_on_support(w, Q, better)[1] <= mip.refit_on_support(w, Q, start)[1]
+    again = mip.improve_support(w, Q, start, block, rounds=6, window=8, seed=1)
+    np.testing.assert_array_equal(better, again)
+
+
+@pytest.mark.parametrize("block", [None, (2, 4)])
+def test_improvement_with_a_window_over_everything_is_exact(block):
+    w, C0 = _instance(81, 12, "ill")
+    Q = C0 @ C0.T
+    _, _, optimum = mip.enumerate_best_subset(w, Q, 6, block)
+    start = _magnitude_mask(w, 6, block)
+    best = mip.improve_support(w, Q, start, block, rounds=1, window=12)
+    np.testing.assert_allclose(mip.refit_on_support(w, Q, best)[1], optimum, rtol=1e-9)
+
+
+def test_unfinished_solve_reports_a_valid_bound_and_beats_the_warm_start():
+    rng = np.random.default_rng(82)
+    d = 40
+    C0 = rng.normal(size=(d, d)) @ np.diag(np.logspace(0, -2, d)) + 0.01 * np.eye(d)
+    w = rng.normal(size=d)
+    Q = C0 @ C0.T
+    warm = mip._warm_start(w, Q, 20, None)
+    solution = mip.solve_neuron(w, Q, 20, time_limit=0.4, rounds=4, enumerate_limit=0)
+    assert solution.solver == "branch-and-bound"
+    assert 0.0 <= solution.bound <= solution.objective
+    assert solution.objective <= mip.refit_on_support(w, Q, warm)[1]
+    if solution.status == "timelimit":
+        assert solution.gap > 0
 
 
 def test_trivial_rows_skip_the_solver():

@@ -218,11 +218,12 @@ def row_top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]
     if scores.is_cuda or group is None:
         return scores.topk(k, dim=-1, sorted=False)
     per_group = n // group
-    best_groups = scores.view(rows, group, per_group).amax(1).topk(k, dim=-1, sorted=False)
-    offsets = torch.arange(0, n, per_group, device=scores.device)
-    columns = (best_groups.indices.unsqueeze(-1) + offsets).view(rows, k * group)
-    values, picked = scores.gather(1, columns).topk(k, dim=-1, sorted=False)
-    return values, columns.gather(1, picked)
+    strided = scores.view(rows, group, per_group)
+    best = strided.amax(1).topk(k, dim=-1, sorted=False).indices
+    members = strided.gather(2, best.unsqueeze(1).expand(rows, group, k)).view(rows, group * k)
+    values, picked = members.topk(k, dim=-1, sorted=False)
+    member, slot = picked.div(k, rounding_mode="floor"), picked.remainder(k)
+    return values, best.gather(1, slot) + member * per_group
 
 
 class StepOutput(NamedTuple):

@@ -6,19 +6,26 @@ most ``keep`` non-zeros (and, under ``block=(n, m)``, at most ``n`` non-zeros in
 
 Small instances are solved exactly by enumerating every maximal feasible support (on a fixed
 support the best ``v`` is a least-squares refit, and a larger support never does worse). Larger
-ones go to SCIP through a perspective-strengthened mixed-integer model warm-started with greedy
-elimination and swap local search; whatever SCIP returns is polished by an exact refit on its
-support and never replaces a better warm start.
+ones go to a branch and bound of our own over which entries to drop, warm-started with greedy
+elimination and swap local search, with a kick-and-window local search between two rounds of it
+when the first cannot finish. Its bound is combinatorial (a smaller support never fits better),
+so it does not depend on the conditioning of Q. The convex relaxations of the mixed-integer
+model do: on trained C0, whose λ_min(Q) is ~1e-5 of its mean diagonal, even the perspective
+relaxation with the best diagonal bounds f by well under 1% of the optimum, which left SCIP's
+dual bound at 0. SCIP takes a singular Q, which has no inverse to downdate, and every neuron
+when asked for with ``solver="scip"`` (the paper's own stack).
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import math
+import multiprocessing
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,10 +38,12 @@ from prunescope.align.prune import select_mask
 log = logging.getLogger("prunescope")
 
 Block = tuple[int, int] | None
+SOLVERS = ("branch-and-bound", "scip")
 
 _ENUMERATION_BATCH = 4096
 _GREEDY_RIDGE = 1e-12  # relative to mean(diag Q): keeps greedy inverses finite when Q is singular
 _SINGULAR_RELATIVE = 1e-12  # λ_min below this fraction of trace(Q) counts as singular
+_PIVOT_RELATIVE = 1e-9  # a downdated pivot below this fraction of its diagonal is rounding
 
 
 # --------------------------------------------------------------------------- validation
@@ -379,6 +388,342 @@ def _warm_start(w: np.ndarray, Q: np.ndarray, k: int, shape) -> np.ndarray:
     return improved[int(np.argmin(objectives))]
 
 
+# --------------------------------------------------------------------------- branch and bound
+
+
+def drop_costs(G: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact rise of f from dropping one entry, or one entry after another, from a support.
+
+    ``G`` is ``Q_SS⁻¹`` and ``v`` the refit on the support S, both indexed by S. Dropping j
+    raises f by ``v_j² / G_jj``; once j is gone, dropping i raises it further by
+    ``(v_i − v_j G_ij / G_jj)² / (G_ii − G_ij² / G_jj)``, the same rule on the downdated inverse.
+    Returns ``(single, pair)`` with ``pair[i, j]`` the further rise from i after j and +inf on
+    the diagonal. A pair whose downdated pivot is lost to rounding gets 0, which is always a
+    valid lower bound.
+    """
+    diagonal = np.diag(G)
+    single = v**2 / diagonal
+    ratio = G / diagonal[None, :]
+    schur = diagonal[:, None] - G * ratio
+    reliable = schur > _PIVOT_RELATIVE * diagonal[:, None]
+    pair = np.zeros_like(G)
+    np.divide((v[:, None] - ratio * v[None, :]) ** 2, schur, out=pair, where=reliable)
+    np.fill_diagonal(pair, np.inf)
+    return single, pair
+
+
+def lookahead_bounds(single: np.ndarray, pair: np.ndarray, r: int) -> np.ndarray:
+    """Per free entry j, a lower bound on the rise of f from any r drops that include j.
+
+    Those drops contain j and r − 1 others; the leaf is a subset of dropping j and any one of
+    them, so it costs at least ``single[j]`` plus the (r − 1)-th smallest ``pair[:, j]``.
+    """
+    if r < 2:
+        return single.copy()
+    return single + np.partition(pair, r - 2, axis=0)[r - 2]
+
+
+@dataclass
+class SearchResult:
+    """Best support a branch and bound found, its objective, a proven lower bound on the
+    optimum, the nodes it visited and whether it covered every support."""
+
+    mask: np.ndarray
+    objective: float
+    bound: float
+    nodes: int
+    complete: bool
+
+
+class _DropSearch:
+    """Depth-first branch and bound over which entries of w to drop (leaps and bounds).
+
+    A node has dropped the entries in ``dropped``, keeps those outside ``free`` and must still
+    drop ``r`` of ``free``. Its refit f on all that is not dropped bounds every leaf below it
+    (a smaller support never fits better); a leaf drops r free entries, each of which costs at
+    least its :func:`lookahead_bounds`, so f plus the r-th smallest of those is a bound too.
+    Children drop the free entries in order of decreasing bound, each child keeping the entries
+    its elder siblings dropped, so that every support is visited once (on trained DNF nets this
+    order visits far fewer nodes than cheapest-first, measured). The inverse of ``Q_SS`` and the
+    refit are downdated in O(d²) per child, and the last two drops are priced for all pairs at
+    once.
+    """
+
+    def __init__(self, w, Q, k, shape, incumbent, gap, deadline) -> None:
+        self.w, self.Q, self.gap, self.deadline = w, Q, gap, deadline
+        self.d, self.k, self.shape = w.size, k, shape
+        if shape is not None:
+            self.block_of = np.arange(self.d) // shape[1]
+            self.blocks = self.d // shape[1]
+            self.block_drops = shape[1] - shape[0]
+        self.best_mask = incumbent.copy()
+        self.best = refit_on_support(w, Q, incumbent)[1]
+        self.nodes = 0
+        self.timed_out = False
+        self.open_bound = np.inf  # least bound over subtrees left unexplored at the deadline
+        self.cut_bound = np.inf  # least bound over subtrees cut only thanks to the gap
+
+    def run(self, window: np.ndarray | None = None) -> SearchResult:
+        """Search every support that agrees with the incumbent outside the bool ``window``
+        (default: everywhere). ``bound`` bounds the optimum only for a search everywhere."""
+        d = self.d
+        free = np.ones(d, dtype=bool) if window is None else np.asarray(window, dtype=bool)
+        dropped = ~self.best_mask & ~free
+        r = (d - self.k) - int(dropped.sum())
+        if r > 0:
+            support = np.flatnonzero(~dropped)
+            inverse = np.zeros((d, d))
+            block = np.linalg.inv(self.Q[np.ix_(support, support)])
+            inverse[np.ix_(support, support)] = (block + block.T) / 2
+            refit, f = refit_on_support(self.w, self.Q, ~dropped)
+            self._visit(inverse, refit, f, free, dropped, r)
+        bound = min(self.best, self.open_bound, self.cut_bound)
+        return SearchResult(self.best_mask, self.best, bound, self.nodes, not self.timed_out)
+
+    def _threshold(self) -> float:
+        return self.best * (1.0 - self.gap)
+
+    def _cut(self, value: float) -> None:
+        if value < self.best:
+            self.cut_bound = min(self.cut_bound, value)
+
+    def _needs(self, dropped: np.ndarray) -> np.ndarray | None:
+        """Drops each block still needs to hold at most n non-zeros (None without blocks)."""
+        if self.shape is None:
+            return None
+        done = np.bincount(self.block_of[dropped], minlength=self.blocks)
+        return np.maximum(self.block_drops - done, 0)
+
+    def _rest_bound(self, bounds, entries, r, needs) -> float:
+        """Least rise of f from r drops among the free ``entries`` (with their ``bounds``),
+        or inf when no feasible choice of r drops is left."""
+        if r > entries.size:
+            return np.inf
+        value = float(np.partition(bounds, r - 1)[r - 1])
+        if needs is not None and needs.any():
+            by_entry = np.full(self.d, np.inf)
+            by_entry[entries] = bounds
+            table = np.sort(by_entry.reshape(self.blocks, -1), axis=1)
+            needy = np.flatnonzero(needs)
+            # a block that must still drop c entries pays at least its c-th cheapest
+            value = max(value, float(table[needy, needs[needy] - 1].max()))
+            if needs.sum() > r:
+                return np.inf
+        return value
+
+    def _visit(self, G, v, f, free, dropped, r) -> None:
+        self.nodes += 1
+        index = np.flatnonzero(free)
+        single, pair = drop_costs(G[np.ix_(index, index)], v[index])
+        bounds = lookahead_bounds(single, pair, r)
+        needs = self._needs(dropped)
+        bound = f + self._rest_bound(bounds, index, r, needs)
+        if time.perf_counter() > self.deadline:
+            self.timed_out = True
+            self.open_bound = min(self.open_bound, bound)
+            return
+        if bound >= self._threshold():
+            self._cut(bound)
+            return
+        if index.size == r:
+            self._leaf(dropped | free, f)
+            return
+        if r == 2:
+            self._last_two(index, single, pair, f, dropped, needs)
+            return
+        available = np.ones(index.size, dtype=bool)
+        for position in np.argsort(-bounds, kind="stable"):
+            j = index[position]
+            available[position] = False
+            # the child drops j and r − 1 of the younger siblings: price it on those alone
+            younger = pair[available, position]
+            child_bound = f + single[position]
+            if r > 1:
+                enough = younger.size >= r - 1
+                child_bound += np.partition(younger, r - 2)[r - 2] if enough else np.inf
+            if child_bound >= self._threshold():
+                self._cut(child_bound)
+            elif self._may_drop(j, needs, r, index[available]):
+                self._child(G, v, f, dropped, r, j, index[available])
+                if self.timed_out:
+                    # the unexplored rest: this child's subtree and the younger siblings
+                    available[position] = True
+                    rest = self._rest_bound(bounds[available], index[available], r, needs)
+                    self.open_bound = min(self.open_bound, f + rest)
+                    return
+            rest = f + self._rest_bound(bounds[available], index[available], r, needs)
+            if rest >= self._threshold():
+                self._cut(rest)
+                return
+
+    def _last_two(self, index, single, pair, f, dropped, needs) -> None:
+        """Every leaf of a node with two drops left, priced at once from its pair costs."""
+        first, second = np.triu_indices(index.size, k=1)
+        values = f + single[second] + pair[first, second]
+        if needs is not None and needs.any():
+            blocks_first = self.block_of[index[first]]
+            blocks_second = self.block_of[index[second]]
+            covered = np.where(
+                blocks_first == blocks_second,
+                np.minimum(needs[blocks_first], 2),
+                np.minimum(needs[blocks_first], 1) + np.minimum(needs[blocks_second], 1),
+            )
+            values = np.where(covered == needs.sum(), values, np.inf)
+        for t in np.argsort(values):
+            if values[t] >= self._threshold():
+                self._cut(values[t])
+                return
+            leaf = dropped.copy()
+            leaf[index[[first[t], second[t]]]] = True
+            self._leaf(leaf, values[t])
+
+    def _may_drop(self, j, needs, r, entries) -> bool:
+        """Whether dropping j from the free ``entries`` leaves a feasible way to finish."""
+        if needs is None:
+            return True
+        after = needs.copy()
+        after[self.block_of[j]] = max(after[self.block_of[j]] - 1, 0)
+        if after.sum() > r - 1:
+            return False
+        left = np.bincount(self.block_of[entries[entries != j]], minlength=self.blocks)
+        return bool((left >= after).all())
+
+    def _child(self, G, v, f, dropped, r, j, child_free) -> None:
+        column = G[:, j]
+        pivot = G[j, j]
+        child_f = f + v[j] ** 2 / pivot
+        child_dropped = dropped.copy()
+        child_dropped[j] = True
+        if r == 1:
+            self._leaf(child_dropped, child_f)
+            return
+        free = np.zeros(self.d, dtype=bool)
+        free[child_free] = True
+        child_G = G - np.outer(column, column) / pivot
+        child_v = v - column * (v[j] / pivot)
+        self._visit(child_G, child_v, child_f, free, child_dropped, r - 1)
+
+    def _leaf(self, dropped: np.ndarray, estimate: float) -> None:
+        if estimate >= self._threshold():
+            self._cut(estimate)
+            return
+        objective = refit_on_support(self.w, self.Q, ~dropped)[1]
+        if objective < self.best:
+            self.best, self.best_mask = objective, ~dropped
+
+
+def branch_and_bound(
+    w: np.ndarray,
+    Q: np.ndarray,
+    keep: int,
+    block: Block = None,
+    *,
+    incumbent: np.ndarray | None = None,
+    time_limit: float = np.inf,
+    gap: float = 0.0,
+) -> SearchResult:
+    """Best support by depth-first branch and bound on which entries to drop (Q positive definite).
+
+    Starts from ``incumbent`` (default: the greedy warm start) and stops at ``time_limit``
+    seconds. ``complete`` means every support was covered, so ``objective`` is within relative
+    ``gap`` of the optimum; ``bound`` is a proven lower bound on the optimum either way.
+    """
+    w, Q = _check_row(w, Q)
+    shape = _check_block(w.size, block)
+    k = max_support_size(w.size, _check_keep(keep), block)
+    if incumbent is None:
+        incumbent = _warm_start(w, Q, k, shape)
+    incumbent = np.asarray(incumbent, dtype=bool)
+    if incumbent.sum() != k or not is_feasible_support(incumbent, keep, block):
+        raise ValueError(f"incumbent must be a feasible support of {k} entries.")
+    if np.linalg.eigvalsh(Q)[0] <= _SINGULAR_RELATIVE * np.trace(Q):
+        raise ValueError("branch_and_bound needs a positive definite Q.")
+    deadline = time.perf_counter() + time_limit
+    if w.size == k:
+        objective = refit_on_support(w, Q, incumbent)[1]
+        return SearchResult(incumbent, objective, objective, 0, True)
+    return _DropSearch(w, Q, k, shape, incumbent, gap, deadline).run()
+
+
+# --------------------------------------------------------------------------- local improvement
+
+
+def _kicked(support: np.ndarray, shape, swaps: int, rng: np.random.Generator) -> np.ndarray:
+    """``support`` with ``swaps`` kept entries exchanged for dropped ones, each exchange
+    inside one block under a block limit, so that the support stays feasible."""
+    support = support.copy()
+    if shape is None:
+        kept, dropped = np.flatnonzero(support), np.flatnonzero(~support)
+        swaps = min(swaps, kept.size, dropped.size)
+        support[rng.choice(kept, swaps, replace=False)] = False
+        support[rng.choice(dropped, swaps, replace=False)] = True
+        return support
+    rows = support.reshape(-1, shape[1])
+    mixed = np.flatnonzero(rows.any(axis=1) & ~rows.all(axis=1))
+    for b in rng.choice(mixed, min(swaps, mixed.size), replace=False):
+        rows[b, rng.choice(np.flatnonzero(rows[b]))] = False
+        rows[b, rng.choice(np.flatnonzero(~rows[b]))] = True
+    return support
+
+
+def _random_window(support: np.ndarray, shape, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Bool mask of about ``size`` entries to decide afresh: half kept and half dropped, or
+    whole blocks under a block limit."""
+    window = np.zeros(support.size, dtype=bool)
+    if shape is None:
+        kept, dropped = np.flatnonzero(support), np.flatnonzero(~support)
+        half = size // 2
+        window[rng.choice(kept, min(half, kept.size), replace=False)] = True
+        window[rng.choice(dropped, min(half, dropped.size), replace=False)] = True
+        return window
+    m = shape[1]
+    blocks = rng.choice(support.size // m, min(max(size // m, 1), support.size // m), replace=False)
+    window[(blocks[:, None] * m + np.arange(m)).ravel()] = True
+    return window
+
+
+def improve_support(
+    w: np.ndarray,
+    Q: np.ndarray,
+    support: np.ndarray,
+    block: Block = None,
+    *,
+    rounds: int = 100,
+    window: int = 20,
+    seed: int = 0,
+    deadline: float = np.inf,
+) -> np.ndarray:
+    """A feasible support of the same size never worse than ``support`` (Q positive definite).
+
+    Iterated local search: every other round kicks the best support by a few random swaps and
+    descends by 1-swaps; every round then re-decides a random ``window`` of entries exactly by
+    branch and bound with the rest held fixed. Stops after ``rounds`` or at ``deadline`` (a
+    ``time.perf_counter()`` value); deterministic given ``seed`` when the deadline is not met.
+    Best-subset selection on an ill-conditioned Q has many local optima far apart, which
+    the kicks reach and the exact windows polish.
+    """
+    w, Q = _check_row(w, Q)
+    shape = _check_block(w.size, block)
+    best = np.asarray(support, dtype=bool).copy()
+    k = int(best.sum())
+    if not is_feasible_support(best, k, block) or best.shape != w.shape:
+        raise ValueError(f"support must be a feasible bool mask of shape {w.shape}.")
+    rng = np.random.default_rng(seed)
+    best_f = refit_on_support(w, Q, best)[1]
+    for round_ in range(rounds):
+        if time.perf_counter() > deadline or k in (0, w.size):
+            break
+        candidate = best
+        if round_ % 2:
+            kicked = _kicked(best, shape, int(rng.integers(2, 5)), rng)
+            candidate = _swap_search(w, Q, kicked, shape, max_swaps=4 * w.size)
+        search = _DropSearch(w, Q, k, shape, candidate, 0.0, deadline)
+        found = search.run(_random_window(candidate, shape, window, rng))
+        if found.objective < best_f:
+            best, best_f = found.mask, found.objective
+    return best
+
+
 # --------------------------------------------------------------------------- SCIP
 
 
@@ -522,61 +867,12 @@ def _exact_fit(w: np.ndarray, Q: np.ndarray, objective: float) -> bool:
     return objective <= 1e-20 * max(float(w @ Q @ w), np.finfo(float).tiny)
 
 
-def solve_neuron(
-    w: np.ndarray,
-    Q: np.ndarray,
-    keep: int,
-    block: Block = None,
-    *,
-    time_limit: float = 30.0,
-    gap: float = 1e-6,
-    enumerate_limit: int = 20000,
-    lam_min: float | None = None,
-) -> NeuronSolution:
-    """Best sparse row for one neuron: enumeration when small, SCIP otherwise.
-
-    SCIP is warm-started with the best 1-swap local optimum from greedy backward elimination,
-    forward selection and magnitude starts. Its answer is refitted exactly on its support,
-    grown to a maximal support, and never worse than the warm start.
-    ``bound`` is the best proven lower bound on ``f``. ``lam_min`` (λ_min of Q) may be passed
-    to share one eigen-solve across rows; the smaller of it and this row's own is used.
-    """
-    started = time.perf_counter()
-    w, Q = _check_row(w, Q)
-    shape = _check_block(w.size, block)
-    keep = _check_keep(keep)
-    d = w.size
-    k = max_support_size(d, keep, block)
-
-    def solution(mask, weights, objective, bound, status, nodes, solver) -> NeuronSolution:
-        return NeuronSolution(
-            mask=mask,
-            weights=weights,
-            objective=objective,
-            bound=bound,
-            gap=_relative_gap(objective, bound),
-            status=status,
-            seconds=time.perf_counter() - started,
-            nodes=nodes,
-            solver=solver,
-        )
-
-    if not w.any():
-        mask = np.zeros(d, dtype=bool)
-        mask[list(next(_iter_supports(d, k, shape)))] = True
-        return solution(mask, np.zeros(d), 0.0, 0.0, "enumerated", 0, "enumeration")
-    if count_supports(d, keep, block) <= enumerate_limit:
-        mask, weights, objective = enumerate_best_subset(w, Q, keep, block)
-        return solution(mask, weights, objective, objective, "enumerated", 0, "enumeration")
-
-    warm = _warm_start(w, Q, k, shape)
-    weights, objective = refit_on_support(w, Q, warm)
-    if _exact_fit(w, Q, objective):
-        return solution(warm, weights, objective, objective, "optimal", 0, "greedy")
-
+def _solve_with_scip(w, Q, k, shape, warm, time_limit, gap, lam_min):
+    """SCIP on the perspective model (indicator constraints when Q is singular), warm-started;
+    returns (mask, bound, status, nodes) with the mask never worse than ``warm``."""
+    objective = refit_on_support(w, Q, warm)[1]
     eigenvalues, eigenvectors = np.linalg.eigh(Q)
-    own_lam_min = float(eigenvalues[0])
-    lam_min = own_lam_min if lam_min is None else min(float(lam_min), own_lam_min)
+    lam_min = min(lam_min, float(eigenvalues[0]))
     # SCIP's tolerances are absolute: solve with ‖w‖ = 1 and the warm start's f = 1
     w_scale = float(np.linalg.norm(w))
     f_scale = max(objective, 1e-9 * float(w @ Q @ w))
@@ -593,19 +889,104 @@ def solve_neuron(
     status = str(model.getStatus())
     bound = float(model.getDualbound()) * f_scale
     nodes = int(model.getNTotalNodes())
-
     mask = warm
     if model.getNSols() > 0:
         best = model.getBestSol()
         found = np.array([model.getSolVal(best, mj) > 0.5 for mj in m])
-        if is_feasible_support(found, keep, block):
+        if is_feasible_support(found, k, shape):
             found = _forward_selection(w, Q, k, shape, start=found)
             if refit_on_support(w, Q, found)[1] <= objective:
                 mask = found
-    weights, objective = refit_on_support(w, Q, mask)
-    # f ≥ 0 always; SCIP's outer approximation can report a slightly negative bound
-    bound = min(max(bound, 0.0), objective)
-    return solution(mask, weights, objective, bound, status, nodes, "scip")
+    return mask, bound, status, nodes
+
+
+def solve_neuron(
+    w: np.ndarray,
+    Q: np.ndarray,
+    keep: int,
+    block: Block = None,
+    *,
+    time_limit: float = 30.0,
+    gap: float = 1e-6,
+    enumerate_limit: int = 20000,
+    lam_min: float | None = None,
+    rounds: int = 100,
+    seed: int = 0,
+    solver: str = "branch-and-bound",
+) -> NeuronSolution:
+    """Best sparse row for one neuron: enumeration when small, branch and bound otherwise.
+
+    The search starts from the best 1-swap local optimum of greedy backward elimination,
+    forward selection and magnitude starts and gets half of ``time_limit``, which bounds the
+    whole solve of the row, warm start included. If it cannot finish, :func:`improve_support`
+    (``rounds``, ``seed``) improves its best support until three quarters of the time, and a
+    second search from there takes the rest. ``status`` is "optimal" when a search covered
+    every support, so that ``objective`` is within relative ``gap`` of the optimum, and
+    "timelimit" otherwise; ``bound`` is a proven lower bound on ``f`` either way.
+    A singular Q (no inverse to downdate), or ``solver="scip"``, goes to SCIP's perspective
+    model instead. ``lam_min`` (λ_min of Q) may be passed to share one eigen-solve across rows.
+    """
+    if solver not in SOLVERS:
+        raise ValueError(f"MIP solver {solver!r} is not one of {SOLVERS}")
+    started = time.perf_counter()
+    w, Q = _check_row(w, Q)
+    shape = _check_block(w.size, block)
+    keep = _check_keep(keep)
+    d = w.size
+    k = max_support_size(d, keep, block)
+
+    def solution(mask, objective, bound, status, nodes, solver) -> NeuronSolution:
+        weights, refitted = refit_on_support(w, Q, mask)
+        objective = refitted if objective is None else objective
+        # f ≥ 0 always; a solver's outer approximation can report a slightly negative bound
+        bound = min(max(bound, 0.0), objective)
+        return NeuronSolution(
+            mask=mask,
+            weights=weights,
+            objective=objective,
+            bound=bound,
+            gap=_relative_gap(objective, bound),
+            status=status,
+            seconds=time.perf_counter() - started,
+            nodes=nodes,
+            solver=solver,
+        )
+
+    if not w.any():
+        mask = np.zeros(d, dtype=bool)
+        mask[list(next(_iter_supports(d, k, shape)))] = True
+        return solution(mask, 0.0, 0.0, "enumerated", 0, "enumeration")
+    if count_supports(d, keep, block) <= enumerate_limit:
+        mask, _, objective = enumerate_best_subset(w, Q, keep, block)
+        return solution(mask, objective, objective, "enumerated", 0, "enumeration")
+
+    warm = _warm_start(w, Q, k, shape)
+    objective = refit_on_support(w, Q, warm)[1]
+    if _exact_fit(w, Q, objective):
+        return solution(warm, objective, objective, "optimal", 0, "greedy")
+
+    lam_min = float(np.linalg.eigvalsh(Q)[0]) if lam_min is None else float(lam_min)
+    if solver == "scip" or lam_min <= _SINGULAR_RELATIVE * np.trace(Q):
+        found = _solve_with_scip(w, Q, k, shape, warm, time_limit, gap, lam_min)
+        return solution(found[0], None, found[1], found[2], found[3], "scip")
+
+    def search(incumbent: np.ndarray, share: float) -> SearchResult:
+        return _DropSearch(w, Q, k, shape, incumbent, gap, started + share * time_limit).run()
+
+    first = search(warm, 0.5)
+    if first.complete:
+        return solution(first.mask, None, first.bound, "optimal", first.nodes, "branch-and-bound")
+    better = improve_support(
+        w, Q, first.mask, block, rounds=rounds, seed=seed, deadline=started + 0.75 * time_limit
+    )
+    if refit_on_support(w, Q, better)[1] >= first.objective:
+        return solution(first.mask, None, first.bound, "timelimit", first.nodes, "branch-and-bound")
+    second = search(better, 1.0)
+    nodes = first.nodes + second.nodes
+    status = "optimal" if second.complete else "timelimit"
+    # both bounds are valid for the optimum, whatever incumbent each search started from
+    bound = second.bound if second.complete else max(first.bound, second.bound)
+    return solution(second.mask, None, bound, status, nodes, "branch-and-bound")
 
 
 # --------------------------------------------------------------------------- layer
@@ -622,10 +1003,14 @@ def solve_layer(
     enumerate_limit: int = 20000,
     threads: int = 1,
     progress: bool = True,
+    rounds: int = 100,
+    seed: int = 0,
+    solver: str = "branch-and-bound",
 ) -> tuple[np.ndarray, np.ndarray, list[NeuronSolution]]:
     """Solve every neuron (row of ``W1``) independently; returns ``(mask, weights, solutions)``.
 
-    Neurons run in ``threads`` worker threads (SCIP releases the GIL while it solves).
+    With ``threads`` > 1 the neurons run in that many forked worker processes: the search is
+    Python and would hold the GIL in threads. The other arguments go to :func:`solve_neuron`.
     """
     W1 = np.asarray(W1, dtype=np.float64)
     C0 = np.asarray(C0, dtype=np.float64)
@@ -636,24 +1021,24 @@ def solve_layer(
     _check_block(W1.shape[1], block)
     _check_keep(keep)
     Q = C0 @ C0.T
-    lam_min = float(np.linalg.eigvalsh(Q)[0])
+    solve = functools.partial(
+        solve_neuron, Q=Q, keep=keep, block=block, time_limit=time_limit, gap=gap,
+        enumerate_limit=enumerate_limit, lam_min=float(np.linalg.eigvalsh(Q)[0]),
+        rounds=rounds, seed=seed, solver=solver,
+    )  # fmt: skip
+    rows = list(W1)
 
-    def solve(i: int) -> NeuronSolution:
-        return solve_neuron(
-            W1[i], Q, keep, block, time_limit=time_limit, gap=gap,
-            enumerate_limit=enumerate_limit, lam_min=lam_min,
-        )  # fmt: skip
-
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        solutions = list(
-            tqdm(
-                pool.map(solve, range(W1.shape[0])),
-                total=W1.shape[0],
-                desc="MIP neurons",
-                disable=not progress,
-                mininterval=5,
-            )
+    def tracked(results: Iterator[NeuronSolution]) -> list[NeuronSolution]:
+        return list(
+            tqdm(results, total=len(rows), desc="MIP neurons", disable=not progress, mininterval=5)
         )
+
+    if threads == 1:
+        solutions = tracked(map(solve, rows))
+    else:
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=threads, mp_context=context) as pool:
+            solutions = tracked(pool.map(solve, rows))
     mask = np.stack([s.mask for s in solutions])
     weights = np.stack([s.weights for s in solutions])
     statuses = pd.Series([s.status for s in solutions]).value_counts().to_dict()
