@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import time
 from pathlib import Path
@@ -37,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         help="output folder (default results/bench, or results/bench/tiny)",
     )
     args = parser.parse_args(argv)
+    # The library's progress bars would bury the table; tqdm reads its defaults from TQDM_*.
+    os.environ.setdefault("TQDM_DISABLE", "1")
     out = args.out or Path("results/bench") / ("tiny" if args.size == "tiny" else "")
     names = args.names or BENCHMARKS
     where = machine()
