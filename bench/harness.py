@@ -23,7 +23,7 @@ from collections.abc import Callable
 import torch
 
 SIZES = ("tiny", "full")
-"""``tiny`` keeps every benchmark working in seconds (CI); ``full`` is the issue's scale."""
+"""``tiny`` keeps every benchmark working in seconds (CI); ``full`` is the targets' scale."""
 
 
 def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> dict:
@@ -71,7 +71,7 @@ def _synchronise() -> None:
 
 
 def target(name: str, value: float, bound: float, kind: str, unit: str = "") -> dict:
-    """One target of the issue: ``kind`` is ">=" (value must reach bound) or "<="."""
+    """One performance target: ``kind`` is ">=" (value must reach bound) or "<="."""
     if kind not in (">=", "<="):
         raise ValueError(f"target kind {kind!r} must be '>=' or '<='")
     met = value >= bound if kind == ">=" else value <= bound
