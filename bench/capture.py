@@ -28,10 +28,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
-import yaml
-from transformers import LlamaConfig, LlamaForCausalLM
 
-from bench.harness import interleaved_medians, target
+from bench.harness import (
+    TINY_ARCHITECTURE,
+    default_config,
+    interleaved_medians,
+    random_llama,
+    target,
+)
 from prunescope.activations import (
     DEFAULT_CHUNK_ROWS,
     ChunkWriter,
@@ -42,21 +46,12 @@ from prunescope.activations import (
 from prunescope.models import residual_hook
 from prunescope.sae import iter_shuffled_batches
 
-CONFIG = Path(__file__).resolve().parents[1] / "config.yaml"
 TARGET_RATIO = 0.8
 WINDOW_SHARE = 4
 """The full size captures 1/4 of the default config's windows (a whole capture per repeat
 would take minutes); ``stats_samples`` shrinks alike."""
 TINY = {
-    "architecture": {
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 4,
-        "max_position_embeddings": 64,
-        "tie_word_embeddings": True,
-    },
+    "architecture": TINY_ARCHITECTURE,
     "vocab_size": 256,
     "layer": 1,
     "context": 16,
@@ -80,7 +75,7 @@ LARGER_ARCHITECTURE = {
 
 def default_setting() -> dict:
     """The default config's model shape and capture settings, at 1/``WINDOW_SHARE`` scale."""
-    config = yaml.safe_load(CONFIG.read_text())
+    config = default_config()
     model = config["models"]["tiny"]
     capture = config["activations"]
     context = capture["context"]
@@ -98,11 +93,7 @@ def default_setting() -> dict:
 
 
 def build_model(setting: dict, device: torch.device) -> torch.nn.Module:
-    """A randomly initialised Llama of the setting's shape, with the attention
-    implementation ``from_pretrained`` picks for a saved tiny model (SDPA)."""
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=setting["vocab_size"], **setting["architecture"])
-    return LlamaForCausalLM(config).to(device).eval()
+    return random_llama(setting["vocab_size"], setting["architecture"], device)
 
 
 def token_windows(setting: dict) -> dict[str, torch.Tensor]:

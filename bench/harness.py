@@ -19,8 +19,22 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
+import yaml
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config.yaml"
+TINY_ARCHITECTURE = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 4,
+    "max_position_embeddings": 64,
+    "tie_word_embeddings": True,
+}
+"""The Llama shape of the tiny benchmark sizes: seconds per case on CPU."""
 
 SIZES = ("tiny", "full")
 """``tiny`` keeps every benchmark working in seconds (CI); ``full`` is the targets' scale."""
@@ -76,6 +90,21 @@ def target(name: str, value: float, bound: float, kind: str, unit: str = "") -> 
         raise ValueError(f"target kind {kind!r} must be '>=' or '<='")
     met = value >= bound if kind == ">=" else value <= bound
     return {"target": name, "value": value, "bound": bound, "kind": kind, "unit": unit, "met": met}
+
+
+def default_config() -> dict:
+    """The workflow's default config.yaml, whose shapes the full-size cases use."""
+    return yaml.safe_load(DEFAULT_CONFIG.read_text())
+
+
+def random_llama(vocab_size: int, architecture: dict, device: torch.device) -> torch.nn.Module:
+    """A Llama of the given shape, randomly initialised from seed 0, in eval mode, with the
+    attention implementation ``from_pretrained`` picks for a saved model (SDPA)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=vocab_size, **architecture)
+    return LlamaForCausalLM(config).to(device).eval()
 
 
 def machine() -> dict:

@@ -13,29 +13,17 @@ gemma-2-2b's published dimensions (float32, as in the paper preset), with no dow
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
-import yaml
-from transformers import Gemma2Config, Gemma2ForCausalLM, LlamaConfig, LlamaForCausalLM
+from transformers import Gemma2Config, Gemma2ForCausalLM
 
-from bench.harness import interleaved_medians
+from bench.harness import TINY_ARCHITECTURE, default_config, interleaved_medians, random_llama
 from prunescope.models import prunable_linears
 from prunescope.pruning import prune_model
 
-CONFIG = Path(__file__).resolve().parents[1] / "config.yaml"
 SPARSITY = 0.5
 METHODS = ("magnitude", "wanda", "sparsegpt")
 TINY = {
-    "architecture": {
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 4,
-        "max_position_embeddings": 64,
-        "tie_word_embeddings": True,
-    },
+    "architecture": TINY_ARCHITECTURE,
     "vocab_size": 256,
     "calibration": {"n_tokens": 256, "context": 16, "batch_size": 8},
     "options": {"wanda": {"granularity": "row"}, "sparsegpt": {"blocksize": 128, "percdamp": 0.01}},
@@ -62,7 +50,7 @@ GEMMA2_2B = {
 
 def default_setting() -> dict:
     """The default config's tiny model shape, calibration and method options."""
-    config = yaml.safe_load(CONFIG.read_text())
+    config = default_config()
     model = config["models"]["tiny"]
     return {
         "architecture": model["architecture"],
@@ -132,12 +120,6 @@ def compare(model: torch.nn.Module, setting: dict, device: torch.device, repeats
     }
 
 
-def llama(setting: dict, device: torch.device) -> torch.nn.Module:
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=setting["vocab_size"], **setting["architecture"])
-    return LlamaForCausalLM(config).to(device).eval()
-
-
 def gemma2_2b(device: torch.device, **overrides) -> torch.nn.Module:
     """A randomly initialised model of gemma-2-2b's dimensions, built on ``device``."""
     torch.manual_seed(0)
@@ -152,7 +134,12 @@ def run(size: str) -> dict:
     cases = [
         {
             "case": "tiny Llama (default config shape), cpu" if full else "2-layer Llama, cpu",
-            **compare(llama(setting, cpu), setting, cpu, repeats=5 if full else 2),
+            **compare(
+                random_llama(setting["vocab_size"], setting["architecture"], cpu),
+                setting,
+                cpu,
+                repeats=5 if full else 2,
+            ),
         }
     ]
     if torch.cuda.is_available():
