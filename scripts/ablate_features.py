@@ -12,7 +12,7 @@ from prunescope.models import load_causal_lm
 from prunescope.runlog import rule_logging
 from prunescope.sae import load_sae
 
-with rule_logging(snakemake.log[0], snakemake.threads) as log:
+with rule_logging(snakemake.log[0], snakemake.threads, gpus=snakemake.resources.gpu) as log:
     w, p = snakemake.wildcards, snakemake.params
     cfg = p.ablation
     match = load_matches(snakemake.input.match)

@@ -5,7 +5,7 @@ from prunescope.corpus import windows_from_jsonl
 from prunescope.models import check_layer_index, load_causal_lm
 from prunescope.runlog import rule_logging
 
-with rule_logging(snakemake.log[0], snakemake.threads) as log:
+with rule_logging(snakemake.log[0], snakemake.threads, gpus=snakemake.resources.gpu) as log:
     p = snakemake.params
     cfg = p.activations
     layer = int(snakemake.wildcards.layer)

@@ -10,7 +10,7 @@ from prunescope.io import atomic_path
 from prunescope.models import pick_device
 from prunescope.runlog import rule_logging
 
-with rule_logging(snakemake.log[0], snakemake.threads) as log:
+with rule_logging(snakemake.log[0], snakemake.threads, gpus=snakemake.resources.gpu) as log:
     p = snakemake.params
     data = load_dataset(snakemake.input.data)
     net = load_nets(snakemake.input.net).variant(0)

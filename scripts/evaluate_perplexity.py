@@ -6,7 +6,7 @@ from prunescope.models import load_causal_lm
 from prunescope.perplexity import perplexity
 from prunescope.runlog import rule_logging
 
-with rule_logging(snakemake.log[0], snakemake.threads) as log:
+with rule_logging(snakemake.log[0], snakemake.threads, gpus=snakemake.resources.gpu) as log:
     p = snakemake.params
     cfg = p.perplexity
     model, tokenizer = load_causal_lm(snakemake.input.model, p.dtype, p.device)

@@ -8,7 +8,7 @@ from prunescope.models import pick_device
 from prunescope.runlog import rule_logging
 from prunescope.sae import evaluate_sae, load_sae
 
-with rule_logging(snakemake.log[0], snakemake.threads) as log:
+with rule_logging(snakemake.log[0], snakemake.threads, gpus=snakemake.resources.gpu) as log:
     w = snakemake.wildcards
     # The dense SAE keeps its own normalisation statistics: a practitioner reusing a
     # pretrained SAE on a pruned model does not re-fit them either.

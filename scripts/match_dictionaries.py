@@ -6,7 +6,7 @@ from prunescope.matching import match_dictionaries, save_matches
 from prunescope.models import pick_device
 from prunescope.runlog import rule_logging
 
-with rule_logging(snakemake.log[0], snakemake.threads) as log:
+with rule_logging(snakemake.log[0], snakemake.threads, gpus=snakemake.resources.gpu) as log:
     w, p = snakemake.wildcards, snakemake.params
     dec_a = load_file(snakemake.input.a)["W_dec"]
     dec_b = load_file(snakemake.input.b)["W_dec"]

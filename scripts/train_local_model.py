@@ -8,7 +8,7 @@ from prunescope.models import pick_device
 from prunescope.runlog import rule_logging
 from prunescope.tinylm import TrainingConfig, build_llama, train_lm
 
-with rule_logging(snakemake.log[0], snakemake.threads) as log:
+with rule_logging(snakemake.log[0], snakemake.threads, gpus=snakemake.resources.gpu) as log:
     tokenizer = AutoTokenizer.from_pretrained(snakemake.input.tokenizer)
     training = dict(snakemake.params.training)
     context = training.pop("context")

@@ -6,7 +6,7 @@ from prunescope.models import pick_device
 from prunescope.runlog import rule_logging
 from prunescope.sae import SAEConfig, train_sae
 
-with rule_logging(snakemake.log[0], snakemake.threads) as log:
+with rule_logging(snakemake.log[0], snakemake.threads, gpus=snakemake.resources.gpu) as log:
     p = snakemake.params
     cfg = SAEConfig(**p.sae, seed=p.seed)
     w = snakemake.wildcards

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,22 +10,10 @@ from pathlib import Path
 import h5py
 import pytest
 import yaml
+from conftest import ROOT
+from conftest import run_snakemake as snakemake
 
-ROOT = Path(__file__).resolve().parents[1]
 PRESETS = ["config.yaml", "configs/smoke.yaml", "configs/paper.yaml"]
-
-
-def snakemake(*args: str, cwd: Path = ROOT, check: bool = True) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "snakemake", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-    )
-    output = result.stdout + result.stderr
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{output[-4000:]}")
-    return output
 
 
 def planned_jobs(dry_run_output: str) -> dict[str, int]:
@@ -70,18 +57,6 @@ def test_rule_files_pass_lint_and_format():
         text=True,
     )
     assert fmt.returncode == 0, fmt.stderr
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory) -> Path:
-    """A copy of the workflow run to completion on the smoke preset."""
-    work = tmp_path_factory.mktemp("smoke")
-    for name in ("Snakefile", "config.yaml"):
-        shutil.copy(ROOT / name, work / name)
-    for name in ("workflow", "scripts", "configs", "envs"):
-        shutil.copytree(ROOT / name, work / name)
-    snakemake("--cores", "2", "--configfile", "configs/smoke.yaml", cwd=work)
-    return work
 
 
 @pytest.mark.slow

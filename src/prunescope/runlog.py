@@ -8,20 +8,26 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from prunescope.gpus import job_gpus
+
 
 @contextlib.contextmanager
-def rule_logging(log_path: str | None, threads: int = 1) -> Iterator[logging.Logger]:
+def rule_logging(
+    log_path: str | None, threads: int = 1, gpus: int = 0
+) -> Iterator[logging.Logger]:
     """Send stdout, stderr (tqdm bars included) and ``logging`` to ``log_path``.
 
     Also caps torch's intra-op threads at the rule's ``threads`` so parallel
-    jobs do not oversubscribe the cores Snakemake handed out.
+    jobs do not oversubscribe the cores Snakemake handed out, and leases the
+    rule's ``gpus`` devices for the whole job (see ``prunescope.gpus``).
     """
     import torch
 
     torch.set_num_threads(max(int(threads), 1))
     if not log_path:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
-        yield logging.getLogger("prunescope")
+        with job_gpus(int(gpus)):
+            yield logging.getLogger("prunescope")
         return
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", buffering=1) as stream:
@@ -31,7 +37,8 @@ def rule_logging(log_path: str | None, threads: int = 1) -> Iterator[logging.Log
             )
             logger = logging.getLogger("prunescope")
             try:
-                yield logger
+                with job_gpus(int(gpus)):
+                    yield logger
             except BaseException:
                 logger.exception("failed")
                 raise
