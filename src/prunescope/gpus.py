@@ -54,7 +54,7 @@ def _lock_name(device: str) -> str:
 
 
 def try_lock(lock_dir: Path, device: str) -> int | None:
-    """An open file descriptor holding the device's exclusive lock, or None if another job holds it."""
+    """A file descriptor holding the device's exclusive lock, or None if another job has it."""
     # Read-only is enough for flock and works on a lock file another user created.
     handle = os.open(lock_dir / _lock_name(device), os.O_RDONLY | os.O_CREAT, 0o666)
     try:

@@ -12,9 +12,7 @@ from prunescope.gpus import job_gpus
 
 
 @contextlib.contextmanager
-def rule_logging(
-    log_path: str | None, threads: int = 1, gpus: int = 0
-) -> Iterator[logging.Logger]:
+def rule_logging(log_path: str | None, threads: int = 1, gpus: int = 0) -> Iterator[logging.Logger]:
     """Send stdout, stderr (tqdm bars included) and ``logging`` to ``log_path``.
 
     Also caps torch's intra-op threads at the rule's ``threads`` so parallel
