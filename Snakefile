@@ -23,6 +23,7 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/lm.smk"
 include: "workflow/rules/analysis.smk"
+include: "workflow/rules/report.smk"
 
 
 if config.get("align"):
@@ -33,6 +34,7 @@ if config.get("align"):
 rule all:
     default_target: True
     input:
+        "results/config.yaml",
         data_stage_targets(config),
         analysis_targets(config),
         align_targets(config),

@@ -44,6 +44,14 @@ def write_json(path: str | os.PathLike, data) -> None:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
+def write_yaml(path: str | os.PathLike, data) -> None:
+    """Write ``data`` as block-style YAML in the given key order, atomically."""
+    import yaml
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+
+
 def read_json(path: str | os.PathLike):
     return json.loads(Path(path).read_text())
 

@@ -40,8 +40,10 @@ rule estimate_align_hessian:
         net="results/align/nets/{task}/trial{trial}/dense.safetensors",
         data="results/align/data/{task}/trial{trial}.npz",
     output:
-        hessian="results/align/nets/{task}/trial{trial}/hessian.npy",
-        inverse="results/align/nets/{task}/trial{trial}/hessian_inverse.npy",
+        hessian=intermediate("results/align/nets/{task}/trial{trial}/hessian.npy"),
+        inverse=intermediate(
+            "results/align/nets/{task}/trial{trial}/hessian_inverse.npy"
+        ),
     log:
         "results/logs/estimate_align_hessian/{task}/trial{trial}.log",
     benchmark:
@@ -182,7 +184,12 @@ rule align_training_table:
     input:
         all_align_trials("results/align/nets/{task}/trial{trial}/training.csv"),
     output:
-        "results/align/tables/training_codes.csv",
+        report(
+            "results/align/tables/training_codes.csv",
+            caption="../report/align_training.rst",
+            category="Study ALIGN",
+            subcategory="Tables",
+        ),
     log:
         "results/logs/align_training_table.log",
     conda:
@@ -195,7 +202,12 @@ rule align_sweep_table:
     input:
         all_align_trials("results/align/sweep/{task}/trial{trial}.csv"),
     output:
-        "results/align/tables/magnitude_sweep.csv",
+        report(
+            "results/align/tables/magnitude_sweep.csv",
+            caption="../report/align_sweep.rst",
+            category="Study ALIGN",
+            subcategory="Tables",
+        ),
     log:
         "results/logs/align_sweep_table.log",
     conda:

@@ -31,7 +31,12 @@ rule seed_stability:
     input:
         all_stability_matches,
     output:
-        table="results/tables/seed_stability.csv",
+        table=report(
+            "results/tables/seed_stability.csv",
+            caption="../report/seed_stability.rst",
+            category="Study LM",
+            subcategory="RQ1 seed stability",
+        ),
         figure=report(
             "results/figures/fig1.png",
             caption="../report/fig1.rst",
@@ -53,7 +58,12 @@ rule feature_survival:
         matches=all_survival_matches,
         stability="results/tables/seed_stability.csv",
     output:
-        table="results/tables/survival.csv",
+        table=report(
+            "results/tables/survival.csv",
+            caption="../report/survival.rst",
+            category="Study LM",
+            subcategory="RQ2 feature survival",
+        ),
         figure=report(
             "results/figures/fig2.png",
             caption="../report/fig2.rst",
@@ -127,7 +137,12 @@ rule quintile_survival:
             category="Study LM",
             subcategory="RQ4 fragility",
         ),
-        quintiles="results/tables/quintile_survival.csv",
+        quintiles=report(
+            "results/tables/quintile_survival.csv",
+            caption="../report/quintile_survival.rst",
+            category="Study LM",
+            subcategory="RQ4 fragility",
+        ),
         figure=report(
             "results/figures/fig4.png",
             caption="../report/fig4.rst",

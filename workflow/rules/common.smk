@@ -52,6 +52,13 @@ check_config(config)
 check_align(config)
 
 CONDITION = r"dense|[a-z0-9_]+-[0-9.]+"
+
+
+def intermediate(path):
+    """A large output no final target reads: temp() when keep_intermediates is false."""
+    return path if config["keep_intermediates"] else temp(path)
+
+
 LOCAL_MODELS = models_by_source(config, "local") or ["__none__"]
 HUB_MODELS = models_by_source(config, "hf") or ["__none__"]
 

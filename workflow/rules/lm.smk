@@ -87,7 +87,7 @@ rule prune_model:
         model="results/models/{model}/dense",
         calib=model_corpus_split("calib"),
     output:
-        directory("results/models/{model}/{method}-{sparsity}"),
+        intermediate(directory("results/models/{model}/{method}-{sparsity}")),
     log:
         "results/logs/prune_model/{model}/{method}-{sparsity}.log",
     benchmark:
@@ -135,7 +135,7 @@ rule capture_activations:
         train=model_corpus_split("train"),
         eval=model_corpus_split("eval"),
     output:
-        "results/activations/{model}/{cond}/L{layer}.h5",
+        intermediate("results/activations/{model}/{cond}/L{layer}.h5"),
     log:
         "results/logs/capture_activations/{model}/{cond}/L{layer}.log",
     benchmark:

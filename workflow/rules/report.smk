@@ -1,0 +1,18 @@
+# What the HTML report shows besides results: the configuration the run used.
+
+
+rule record_config:
+    output:
+        report(
+            "results/config.yaml",
+            caption="../report/config.rst",
+            category="Configuration",
+        ),
+    log:
+        "results/logs/record_config.log",
+    conda:
+        "../../envs/prunescope.yaml"
+    params:
+        config=canonical(config),
+    script:
+        "../../scripts/record_config.py"
