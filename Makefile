@@ -10,7 +10,7 @@ CONFIG ?= config.yaml
 GPUS := $(shell nvidia-smi -L 2>/dev/null | wc -l)
 GPU_RESOURCES := $(if $(filter-out 0,$(GPUS)),--resources gpu=$(GPUS),)
 
-.PHONY: install run smoke test bench lint dry-run clean
+.PHONY: install install-slurm run smoke test bench lint dry-run clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -19,6 +19,10 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The SLURM executor plugin, only for cluster runs (workflow/profiles/slurm).
+install-slurm: install
+	$(VENV)/bin/pip install -q -r requirements-slurm.txt
 
 run: install
 	$(VENV)/bin/snakemake --cores $(CORES) $(GPU_RESOURCES) --configfile $(CONFIG)

@@ -1,0 +1,104 @@
+"""`snakemake --report` on the smoke run: one page with every result, the config and run times."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+from conftest import run_snakemake
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--window-size=1400,1000",
+    # let the page's scripts lay the report out before the picture is taken
+    "--virtual-time-budget=15000",
+]
+
+
+@pytest.fixture(scope="session")
+def report(smoke_run) -> tuple[Path, str]:
+    log = run_snakemake(
+        "--configfile", "configs/smoke.yaml", "--report", "report.html", cwd=smoke_run
+    )
+    return smoke_run / "report.html", log
+
+
+def report_outputs(workflow: Path) -> list[str]:
+    """File names of every output the rules mark with report()."""
+    names = []
+    for rule_file in (workflow / "workflow/rules").glob("*.smk"):
+        for path in re.findall(r'report\(\s*"([^"]+)"', rule_file.read_text()):
+            names.append(Path(path).name)
+    return names
+
+
+def test_report_builds_without_caption_errors(report):
+    _, log = report
+    assert "Report created" in log
+    assert "ERROR/" not in log and "WARNING/" not in log, log[-3000:]
+
+
+def test_report_holds_every_table_and_figure_with_its_caption(report, smoke_run):
+    html = report[0].read_text(errors="replace")
+    names = report_outputs(smoke_run)
+    assert len(names) >= 20
+    for name in names:
+        if "{" not in name:
+            assert name in html, name
+    for wildcard_figure in ("figA8.png", "fig4.png", "figA4.png", "figA5.png"):
+        assert wildcard_figure in html
+    for caption in ("Table 3 (RQ4, fragility)", "Reproduces Fig. A8", "seed-to-seed floor"):
+        assert caption in html, caption
+
+
+def test_report_shows_the_config_used_and_per_rule_run_times(report):
+    html = report[0].read_text(errors="replace")
+    assert "config.yaml" in html and "The configuration this run used" in html
+    runtimes = re.search(r"var runtimes_spec = (\{.*?\});", html, re.S)
+    assert runtimes is not None
+    for rule in ("train_sae", "capture_activations", "solve_align_mip", "logistic_fit"):
+        assert f'"rule": "{rule}", "runtime"' in runtimes[1], rule
+
+
+@pytest.mark.browser
+def test_report_renders_in_headless_chromium(report, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: .ci/run installs Debian's chromium package")
+        pytest.skip("chromium is not installed")
+    screenshot = tmp_path / "report.png"
+    subprocess.run(
+        [
+            chromium,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={screenshot}",
+            report[0].as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=180,
+    )
+    print(f"report screenshot: {screenshot}")
+    pixels = matplotlib.image.imread(screenshot)
+    assert pixels.shape[:2] == (1000, 1400)
+    # a rendered page has text and a menu: far from one flat colour
+    assert pixels[..., :3].std() > 0.1
+    # the dark navigation bar on the left and the light page with the workflow text
+    assert pixels[100:700, 20:250, :3].mean() < 0.5 < pixels[100:700, 300:700, :3].mean()
