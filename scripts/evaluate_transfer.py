@@ -14,7 +14,8 @@ with rule_logging(snakemake.log[0], snakemake.threads, gpus=snakemake.resources.
     # pretrained SAE on a pruned model does not re-fit them either.
     sae = load_sae(Path(snakemake.input.sae).parent, pick_device(snakemake.params.device))
     with open_cache(snakemake.input.activations) as cache:
-        metrics = evaluate_sae(sae, cache["eval"], snakemake.params.batch_size, "eval activations")
+        source = f"the eval split of layer {w.layer} activations in {snakemake.input.activations}"
+        metrics = evaluate_sae(sae, cache["eval"], snakemake.params.batch_size, source)
     result = {
         "model": w.model,
         "layer": int(w.layer),

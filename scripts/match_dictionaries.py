@@ -1,15 +1,17 @@
 """Match the decoder dictionaries of two SAEs (per-feature partners, MNN, greedy 1-to-1)."""
 
-from safetensors.torch import load_file
+from pathlib import Path
 
 from prunescope.matching import match_dictionaries, save_matches
 from prunescope.models import pick_device
 from prunescope.runlog import rule_logging
+from prunescope.sae import load_sae
 
 with rule_logging(snakemake.log[0], snakemake.threads, gpus=snakemake.resources.gpu) as log:
     w, p = snakemake.wildcards, snakemake.params
-    dec_a = load_file(snakemake.input.a)["W_dec"]
-    dec_b = load_file(snakemake.input.b)["W_dec"]
+    # load_sae checks each file (and that cfg.json beside it fits) before any matching starts
+    dec_a = load_sae(Path(snakemake.input.a).parent).W_dec.detach()
+    dec_b = load_sae(Path(snakemake.input.b).parent).W_dec.detach()
     result = match_dictionaries(
         dec_a, dec_b, p.taus, block_rows=p.block_rows, device=pick_device(p.device)
     )

@@ -10,7 +10,6 @@ from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, Llama
 
 from prunescope.activations import (
     DEFAULT_CHUNK_ROWS,
-    ActivationCacheError,
     ChunkWriter,
     RunningMoments,
     all_finite,
@@ -18,6 +17,7 @@ from prunescope.activations import (
     open_cache,
     read_cache_info,
 )
+from prunescope.artifacts import CorruptFileError
 
 VOCAB = 80
 CONTEXT = 12
@@ -215,10 +215,38 @@ def test_nan_activations_abort_and_leave_no_file(tmp_path):
     eval_ids = windows(3, 1, low=poisoned + 1)
     eval_ids[2, 6] = poisoned
     out = tmp_path / "L1.h5"
-    with pytest.raises(FloatingPointError, match=r"layer 1 .*wanda-0\.5.*'eval'"):
+    message = r"layer 1 .*wanda-0\.5.* NaN at window 2, token position \d+ of split 'eval'"
+    with pytest.raises(FloatingPointError, match=message):
         capture_activations(
             model, 1, {"train": clean_train, "eval": eval_ids}, out, provenance=PROVENANCE
         )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_inf_activations_are_named_with_layer_window_and_position(tmp_path, splits):
+    model = build("llama")
+
+    def overflow(module, args, output):
+        hidden = output[0] if isinstance(output, tuple) else output
+        if hidden.shape[0] == 3:  # only in the last train batch: windows 4, 5 and 6
+            hidden[1, 9, 3] = float("inf")
+
+    handle = model.model.layers[2].register_forward_hook(overflow)
+    message = (
+        r"layer 2 activations \(model tiny, condition wanda-0\.5\) contain Inf at window 5, "
+        r"token position 9 of split 'train' \(batch of windows 4-6\)"
+    )
+    with pytest.raises(FloatingPointError, match=message):
+        capture_activations(
+            model,
+            2,
+            splits,
+            tmp_path / "L2.h5",
+            provenance=PROVENANCE,
+            batch_size=4,
+            skip_positions=1,
+        )
+    handle.remove()
     assert list(tmp_path.iterdir()) == []
 
 
@@ -248,13 +276,13 @@ def test_truncated_or_incomplete_cache_gets_a_clear_error(tmp_path, splits):
 
     out.write_bytes(data[: len(data) // 2])
     for reader in (read_cache_info, open_cache):
-        with pytest.raises(ActivationCacheError, match=r"L0\.h5 is truncated or corrupt"):
+        with pytest.raises(CorruptFileError, match=r"L0\.h5 is truncated or corrupt"):
             reader(out)
 
     out.write_bytes(data)
     with h5py.File(out, "a") as f:
         del f["eval"]
-    with pytest.raises(ActivationCacheError, match=r"L0\.h5 has no 'eval' dataset"):
+    with pytest.raises(CorruptFileError, match=r"L0\.h5 has no 'eval' dataset"):
         read_cache_info(out)
     assert read_cache_info(out, required_splits=("train",))["splits"] == {"train": 7 * CONTEXT}
 

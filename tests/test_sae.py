@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 import torch
 
+from prunescope.activations import FORMAT_VERSION
 from prunescope.io import read_json
 from prunescope.sae import (
+    SAE_FILES,
     SAEConfig,
     TopKSAE,
     _check_finite,
@@ -48,6 +50,8 @@ def write_cache(path, train: np.ndarray, eval_rows: np.ndarray, chunk: int = 256
         stats = train[:50_000].astype(np.float64)
         cache.attrs["mean"] = np.nan_to_num(stats).mean(0)
         cache.attrs["std"] = np.nan_to_num(stats).std(0)
+        cache.attrs["format_version"] = FORMAT_VERSION
+        cache.attrs["d_model"] = D_MODEL
         cache.attrs["model"] = "tiny-llama"
         cache.attrs["condition"] = "dense"
         cache.attrs["layer"] = 1
@@ -169,7 +173,7 @@ def test_first_non_finite_loss_is_reported_with_its_step():
     recent = torch.ones(10)
     _check_finite(recent, 20, cfg, "L1.h5")
     recent[[4, 7]] = torch.tensor([float("inf"), float("nan")])
-    with pytest.raises(FloatingPointError, match=r"inf at step 25 of 40.*L1\.h5"):
+    with pytest.raises(FloatingPointError, match=r"SAE loss is Inf at step 25 of 40.*L1\.h5"):
         _check_finite(recent, 30, cfg, "L1.h5")
     _check_finite(recent, 24, cfg, "L1.h5")  # steps 21..24 are finite
 
@@ -329,13 +333,25 @@ def test_same_seed_gives_identical_weights(tmp_path):
     assert (tmp_path / "c" / "sae.safetensors").read_bytes() != a
 
 
-def test_nan_in_the_cache_raises_with_the_file_and_step(tmp_path):
+def test_nan_in_the_cache_raises_with_the_layer_file_and_step(tmp_path):
     train = sparse_activations(1000, 0)
-    train[::7, 3] = np.nan
+    train[::7, 3] = np.nan  # in every batch, so the loss is NaN from the first step
     cache = write_cache(tmp_path / "L5_bad.h5", train, sparse_activations(200, 1))
-    with pytest.raises(FloatingPointError, match=r"step 1 of 40.*L5_bad\.h5"):
+    message = r"SAE loss is NaN at step 1 of 40 while training on layer 1 activations in .*L5_bad"
+    with pytest.raises(FloatingPointError, match=message):
         train_sae(cache, SAEConfig(**FAST, steps=40), "cpu", tmp_path / "out")
     assert not (tmp_path / "out" / "metrics.json").exists()
+
+
+def test_inf_in_the_eval_split_is_named_with_its_row(tmp_path):
+    eval_rows = sparse_activations(200, 1)
+    eval_rows[117, 5] = -np.inf
+    eval_rows[150, 2] = np.nan
+    cache = write_cache(tmp_path / "L1.h5", sparse_activations(1000, 0), eval_rows)
+    cfg = SAEConfig(**FAST, steps=40, eval_batch_size=64)
+    message = r"the eval split of layer 1 activations in .*L1\.h5 has Inf in row 117$"
+    with pytest.raises(FloatingPointError, match=message):
+        train_sae(cache, cfg, "cpu", tmp_path / "out")
 
 
 def test_bad_cache_and_config_give_clear_errors(tmp_path):
@@ -359,3 +375,17 @@ def test_load_sae_names_the_missing_or_corrupt_file(tmp_path, trained):
     (tmp_path / "sae.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(ValueError, match="sae.safetensors"):
         load_sae(tmp_path)
+
+
+def test_training_replaces_the_folder_whole_and_refuses_a_shared_one(tmp_path):
+    cache = write_cache(tmp_path / "L1.h5", sparse_activations(600, 0), sparse_activations(100, 1))
+    out = tmp_path / "sae"
+    out.mkdir()
+    (out / "metrics.json").write_text("{stale")
+    train_sae(cache, SAEConfig(**FAST, steps=40), "cpu", out)
+    assert sorted(p.name for p in out.iterdir()) == sorted(SAE_FILES)
+    assert not (tmp_path / "sae.partial").exists()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"also holds \['notes.txt'\]"):
+        train_sae(cache, SAEConfig(**FAST, steps=40), "cpu", out)
+    assert (out / "notes.txt").exists()

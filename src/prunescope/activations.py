@@ -8,6 +8,7 @@ the provenance of the run as attributes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -19,10 +20,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from prunescope.artifacts import CorruptFileError, damaged, nan_or_inf, open_hdf5, reading
 from prunescope.io import atomic_path
 from prunescope.models import check_layer_index, residual_hook
 
 FORMAT_VERSION = 1
+CACHE = "activation cache"
 
 # A reader pulling SAE batches of 2,048-4,096 contiguous rows touches one or two whole
 # chunks, and a chunk stays 8-18 MiB at the paper's widths (2,048 rows x 2,048-2,304 x 4 B):
@@ -42,10 +45,6 @@ _RESERVED_ATTRS = {
     "format_version",
     "dtype",
 }
-
-
-class ActivationCacheError(ValueError):
-    """An activation cache file that is truncated, corrupt or missing a part."""
 
 
 class RunningMoments:
@@ -210,10 +209,11 @@ def capture_activations(
                     batch = windows[start : start + batch_size].to(device, torch.long)
                     hidden = capture.run(batch)[:, skip_positions:].float()
                     if not all_finite(hidden):
-                        last = start + len(batch) - 1
                         raise FloatingPointError(
                             f"layer {layer} activations ({where or 'unnamed model'}) contain "
-                            f"NaN or Inf in split {name!r}, windows {start}-{last}"
+                            f"{_first_non_finite(hidden, start, skip_positions)} of split "
+                            f"{name!r} (batch of windows {start}-{start + len(batch) - 1}); "
+                            "nothing was written"
                         )
                     block = hidden.reshape(-1, d_model).cpu().numpy()
                     writer.append(block)
@@ -243,36 +243,33 @@ def read_cache_info(
     """Validate an activation cache and return its shapes, attributes and float64 stats.
 
     Returns ``{"path", "d_model", "splits": {name: n_rows}, "mean", "std", "attrs"}``.
-    Raises ``FileNotFoundError`` for a missing file and ``ActivationCacheError`` (a
-    ``ValueError``) naming the file when it is truncated, corrupt or incomplete.
+    Raises ``FileNotFoundError`` for a missing file and ``CorruptFileError`` (a
+    ``ValueError``) naming the file when it is truncated, corrupt or incomplete. Reads only
+    the metadata and the last row of each dataset, so it is cheap whatever the size.
     """
-    path = Path(path)
-    if not path.is_file():
-        hint = " (a .partial beside it means the capture was interrupted)"
-        partial = path.with_name(path.name + ".partial").exists()
-        raise FileNotFoundError(f"activation cache {path} does not exist{hint if partial else ''}")
-    try:
-        with h5py.File(path, "r") as f:
-            return _validated_info(f, path, required_splits)
-    except OSError as err:
-        raise ActivationCacheError(
-            f"activation cache {path} is truncated or corrupt and cannot be read ({err}); "
-            "delete it and capture again"
-        ) from err
+    with open_hdf5(path, CACHE) as f, reading(path, CACHE):
+        return _validated_info(f, Path(path), required_splits)
 
 
 def open_cache(
     path: str | os.PathLike, required_splits: tuple[str, ...] = ("train", "eval")
-) -> h5py.File:
-    """Open a validated activation cache read-only (use as a context manager)."""
+) -> contextlib.AbstractContextManager[h5py.File]:
+    """Validate an activation cache now and return it to open read-only in a ``with`` block.
+
+    Damage that only shows while reading inside the block (HDF5 errors) is reported as a
+    ``CorruptFileError`` naming the file, at no cost to the reads themselves.
+    """
     read_cache_info(path, required_splits)
-    return h5py.File(path, "r")
+    return open_hdf5(path, CACHE)
 
 
 def _validated_info(f: h5py.File, path: Path, required_splits: tuple[str, ...]) -> dict:
-    def fail(problem: str) -> ActivationCacheError:
-        return ActivationCacheError(f"activation cache {path} {problem}; capture it again")
+    def fail(problem: str) -> CorruptFileError:
+        return damaged(CACHE, path, problem)
 
+    for name in required_splits:
+        if name not in f:
+            raise fail(f"has no {name!r} dataset (it has {sorted(f.keys())}), so it is incomplete")
     missing = [key for key in ("mean", "std", "d_model", "format_version") if key not in f.attrs]
     if missing:
         raise fail(f"lacks the attributes {missing}, so it is incomplete")
@@ -280,10 +277,9 @@ def _validated_info(f: h5py.File, path: Path, required_splits: tuple[str, ...]) 
         raise fail(f"has format_version {f.attrs['format_version']}, expected {FORMAT_VERSION}")
     d_model = int(f.attrs["d_model"])
     splits = {}
-    for name in required_splits:
-        if name not in f:
-            raise fail(f"has no {name!r} dataset (it has {sorted(f.keys())})")
     for name, dataset in f.items():
+        if not isinstance(dataset, h5py.Dataset):
+            raise fail(f"holds {name!r}, which is not a dataset")
         if dataset.ndim != 2 or dataset.shape[1] != d_model or dataset.dtype != np.float32:
             raise fail(
                 f"has dataset {name!r} of shape {dataset.shape} and dtype {dataset.dtype}, "
@@ -311,6 +307,14 @@ def _validated_info(f: h5py.File, path: Path, required_splits: tuple[str, ...]) 
         "std": std,
         "attrs": attrs,
     }
+
+
+def _first_non_finite(hidden: torch.Tensor, first_window: int, skip_positions: int) -> str:
+    """Which value (NaN or Inf) a batch of activations [windows, positions, d_model] holds,
+    and the window and token position where it first appears."""
+    window, position = (~torch.isfinite(hidden)).any(-1).nonzero()[0].tolist()
+    kind = nan_or_inf(hidden[window, position])
+    return f"{kind} at window {first_window + window}, token position {skip_positions + position}"
 
 
 def _check_splits(splits: dict[str, torch.Tensor], skip_positions: int, vocab_size: int) -> int:

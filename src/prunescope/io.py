@@ -52,8 +52,21 @@ def write_yaml(path: str | os.PathLike, data) -> None:
         tmp.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
 
 
-def read_json(path: str | os.PathLike):
-    return json.loads(Path(path).read_text())
+def read_json(path: str | os.PathLike, what: str = "JSON file"):
+    """The parsed contents of a JSON file; a missing file raises FileNotFoundError and an
+    unparsable (truncated, empty, overwritten) one a ``CorruptFileError``, each naming it."""
+    from prunescope.artifacts import damaged, require_file
+
+    path = require_file(path, what)
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        problem = (
+            "is empty (0 bytes)"
+            if not path.stat().st_size
+            else f"is truncated or corrupt (not valid JSON: {err})"
+        )
+        raise damaged(what, path, problem) from err
 
 
 def write_csv(path: str | os.PathLike, frame) -> None:

@@ -19,13 +19,13 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import h5py
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from prunescope.artifacts import damaged, open_hdf5, reading
 from prunescope.io import atomic_path
 from prunescope.models import pick_device
 
@@ -34,6 +34,7 @@ PRIMARY_TAU = 0.7
 BLOCK_BYTES = 256 * 2**20
 """Target size of one float32 block of the similarity matrix."""
 FILE_FORMAT = "prunescope.matches/1"
+MATCH_FILE = "match file"
 _DATASETS = ("a_best", "a_best_cos", "b_best", "b_best_cos", "mnn", "greedy_partner", "taus")
 
 
@@ -348,7 +349,8 @@ def save_matches(result: MatchResult, path: str | os.PathLike, attrs: dict | Non
     """
     merged = {**result.attrs, **(attrs or {})}
     with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as handle:
+        # libver v110 gives the file's metadata checksums, so damage to it is found on reading
+        with h5py.File(tmp, "w", libver=("v110", "latest")) as handle:
             for name in _DATASETS:
                 handle.create_dataset(name, data=getattr(result, name))
             handle.attrs["format"] = FILE_FORMAT
@@ -376,19 +378,14 @@ def _attr_python(value):
 
 def load_matches(path: str | os.PathLike) -> MatchResult:
     """Read a file written by ``save_matches``; a missing or damaged file is named."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"match file {str(path)!r} does not exist")
-    try:
-        with h5py.File(path, "r") as handle:
-            if handle.attrs.get("format") != FILE_FORMAT:
-                raise ValueError(f"format attribute is not {FILE_FORMAT!r}")
-            arrays = {name: handle[name][()] for name in _DATASETS}
-            attrs = {k: _attr_python(v) for k, v in handle.attrs.items() if k != "format"}
-    except (OSError, KeyError, ValueError) as error:
-        raise ValueError(
-            f"match file {str(path)!r} is corrupt or not a match file: {error}"
-        ) from error
+    with open_hdf5(path, MATCH_FILE) as handle, reading(path, MATCH_FILE):
+        if handle.attrs.get("format") != FILE_FORMAT:
+            raise damaged(MATCH_FILE, path, f"has no format attribute {FILE_FORMAT!r}")
+        missing = [name for name in _DATASETS if name not in handle]
+        if missing:
+            raise damaged(MATCH_FILE, path, f"lacks the datasets {missing}, so it is incomplete")
+        arrays = {name: handle[name][()] for name in _DATASETS}
+        attrs = {k: _attr_python(v) for k, v in handle.attrs.items() if k != "format"}
     result = MatchResult(**arrays, attrs=attrs)
     n_a, n_taus = len(result.a_best), len(result.taus)
     shapes_ok = (
@@ -398,5 +395,5 @@ def load_matches(path: str | os.PathLike) -> MatchResult:
         and result.greedy_partner.shape == (n_taus, n_a)
     )
     if not shapes_ok:
-        raise ValueError(f"match file {str(path)!r} has inconsistent array shapes")
+        raise damaged(MATCH_FILE, path, "has inconsistent array shapes")
     return result

@@ -13,6 +13,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from prunescope.artifacts import damaged, read_safetensors_header
+from prunescope.io import read_json
+
+MODEL_FOLDER = "model folder"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -26,9 +30,11 @@ def pick_device(requested: str = "auto") -> torch.device:
 def load_causal_lm(path_or_name: str, dtype: str = "float32", device: str = "auto"):
     """Load ``(model, tokenizer)`` in eval mode.
 
-    Raises a one-sentence error for a local-looking path that does not exist,
-    and refuses float16 for Gemma models, whose deep residual streams overflow
-    float16 and turn into NaN.
+    Raises a one-sentence error for a local-looking path that does not exist, and
+    for a local folder with a truncated or corrupt file, or with weights missing or
+    of the wrong shape (which ``from_pretrained`` would silently initialise at random).
+    Refuses float16 for Gemma models, whose deep residual streams overflow float16
+    and turn into NaN.
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -37,12 +43,61 @@ def load_causal_lm(path_or_name: str, dtype: str = "float32", device: str = "aut
         raise FileNotFoundError(f"model folder {path_or_name!r} does not exist")
     if dtype not in DTYPES:
         raise ValueError(f"dtype {dtype!r} is not one of {sorted(DTYPES)}")
+    if looks_local:
+        check_model_folder(path_or_name)
     config = AutoConfig.from_pretrained(path_or_name)
     check_dtype_for_model(config.model_type, dtype)
-    model = AutoModelForCausalLM.from_pretrained(path_or_name, dtype=DTYPES[dtype])
+    model, loading = AutoModelForCausalLM.from_pretrained(
+        path_or_name,
+        dtype=DTYPES[dtype],
+        output_loading_info=True,
+        ignore_mismatched_sizes=looks_local,  # reported below, naming the folder
+    )
+    if looks_local:
+        _check_loaded_weights(path_or_name, loading)
     model.to(pick_device(device)).eval()
     tokenizer = AutoTokenizer.from_pretrained(path_or_name)
     return model, tokenizer
+
+
+def check_model_folder(folder: str | Path) -> None:
+    """Check the files of a saved model folder before loading: every JSON file parses and
+    every safetensors header is whole and covers its file (which finds a truncated file).
+
+    Reads headers only, so it costs little next to loading; garbage inside the weights
+    themselves is not found here.
+    """
+    folder = Path(folder)
+    for path in sorted(folder.glob("*.json")):
+        read_json(path, "model file")
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights and not (folder / "pytorch_model.bin").is_file():
+        raise FileNotFoundError(f"{MODEL_FOLDER} {folder} has no weights (model.safetensors)")
+    for path in weights:
+        read_safetensors_header(path, "model weights file")
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        shards = set(read_json(index, "model file").get("weight_map", {}).values())
+        missing = sorted(name for name in shards if not (folder / name).is_file())
+        if missing:
+            raise damaged(MODEL_FOLDER, folder, f"lacks the weight shards {missing}")
+
+
+def _check_loaded_weights(folder: str, loading: dict) -> None:
+    """Refuse a model some of whose weights were missing or of the wrong shape on disk."""
+    missing = sorted(loading.get("missing_keys", ()))
+    if missing:
+        listed = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if missing[3:] else "")
+        raise damaged(MODEL_FOLDER, folder, f"lacks the weights {listed}, so it is incomplete")
+    mismatched = sorted(loading.get("mismatched_keys", ()), key=lambda item: item[0])
+    if mismatched:
+        name, on_disk, expected = mismatched[0]
+        raise damaged(
+            MODEL_FOLDER,
+            folder,
+            f"has {name} of shape {tuple(on_disk)} where its config.json implies "
+            f"{tuple(expected)} ({len(mismatched)} weights differ)",
+        )
 
 
 def check_dtype_for_model(model_type: str, dtype: str) -> None:

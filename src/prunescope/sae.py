@@ -8,7 +8,6 @@ through a shuffled buffer, so a cache larger than memory trains the same way.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -17,14 +16,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-import h5py
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from tqdm import tqdm
 
+from prunescope.activations import open_cache, read_cache_info
+from prunescope.artifacts import damaged, nan_or_inf, read_safetensors, require_file
 from prunescope.io import atomic_path, read_json, write_json
 from prunescope.models import pick_device
 
@@ -439,7 +439,8 @@ def evaluate_sae(sae: TopKSAE, rows, batch_size: int, source: str = "activations
     for start in range(0, n_rows, batch_size):
         x = torch.as_tensor(np.asarray(rows[start : start + batch_size])).to(device, torch.float32)
         if not torch.isfinite(x).all():
-            raise FloatingPointError(f"{source} has NaN/Inf in rows {start}..{start + len(x) - 1}")
+            row = int((~torch.isfinite(x)).any(-1).nonzero()[0])
+            raise FloatingPointError(f"{source} has {nan_or_inf(x[row])} in row {start + row}")
         out = sae(x)
         diff = (out.x_hat - out.x_hat_rec).double()
         error_norm = error_norm + diff.pow(2).sum()
@@ -476,11 +477,14 @@ def train_sae(
     ``eval`` split, and write sae.safetensors, cfg.json and (last) metrics.json to ``out_dir``.
     """
     cache_path, out_dir = Path(cache_path), Path(out_dir)
+    _check_sae_folder(out_dir)
     device = pick_device(device) if isinstance(device, str) else device
     started = time.perf_counter()
-    with h5py.File(_open_checked(cache_path), "r") as cache:
-        mean, std, d_model = _cache_stats(cache, cache_path, cfg)
-        cache_attrs = {k: _jsonable(v) for k, v in cache.attrs.items() if k not in ("mean", "std")}
+    info = read_cache_info(cache_path)
+    mean, std, d_model = _training_stats(info, cache_path, cfg)
+    cache_attrs = {key: _jsonable(value) for key, value in info["attrs"].items()}
+    activations = f"layer {cache_attrs.get('layer', '?')} activations in {cache_path}"
+    with open_cache(cache_path) as cache:
         train_rows, eval_rows = cache["train"], cache["eval"]
         init_seed, data_seed, resample_seed = np.random.SeedSequence(cfg.seed).generate_state(3)
         sae = TopKSAE(
@@ -499,9 +503,11 @@ def train_sae(
             device,
         )
         resample_gen = torch.Generator().manual_seed(int(resample_seed))
-        loss_curve, resampled = _fit(sae, batches, cfg, resample_gen, cache_path)
+        loss_curve, resampled = _fit(sae, batches, cfg, resample_gen, cache_path, activations)
         sae.eval()
-        metrics = evaluate_sae(sae, eval_rows, cfg.eval_batch_size, f"{cache_path} eval split")
+        metrics = evaluate_sae(
+            sae, eval_rows, cfg.eval_batch_size, f"the eval split of {activations}"
+        )
 
     metrics = {
         **metrics,
@@ -510,9 +516,11 @@ def train_sae(
         "wall_seconds": time.perf_counter() - started,
     }
     provenance = {**cache_attrs, "cache": str(cache_path), **(provenance or {})}
-    (out_dir / "metrics.json").unlink(missing_ok=True)
-    save_sae(sae, cfg, out_dir, provenance)
-    write_json(out_dir / "metrics.json", metrics)
+    # The folder appears whole or not at all: a job killed while writing leaves only
+    # <folder>.partial, never weights without metrics for a later run to trip over.
+    with atomic_path(out_dir) as staging:
+        save_sae(sae, cfg, staging, provenance)
+        write_json(staging / "metrics.json", metrics)
     return metrics
 
 
@@ -522,8 +530,12 @@ def _fit(
     cfg: SAEConfig,
     resample_gen: torch.Generator,
     cache_path: Path,
+    activations: str,
 ) -> tuple[list, list]:
-    """The optimisation loop of ``train_sae``; returns (loss curve, resampling log)."""
+    """The optimisation loop of ``train_sae``; returns (loss curve, resampling log).
+
+    ``activations`` says what is trained on (layer and cache) in a non-finite loss error.
+    """
     device = sae.W_enc.device
     optimizer = make_optimizer(sae, cfg.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -544,7 +556,7 @@ def _fit(
         recent_losses[(step - 1) % cfg.log_every] = out.loss
         due = cfg.resample_every and step % cfg.resample_every == 0
         if step % cfg.log_every == 0 or step == cfg.steps or due:
-            _check_finite(recent_losses, step, cfg, cache_path)
+            _check_finite(recent_losses, step, cfg, activations)
 
         fired = torch.zeros(sae.d_sae, device=device).index_add_(
             0, out.indices.flatten(), (out.values > 0).flatten().float()
@@ -569,7 +581,7 @@ def _fit(
     return loss_curve, resampled
 
 
-def _check_finite(recent_losses: torch.Tensor, step: int, cfg: SAEConfig, cache_path) -> None:
+def _check_finite(recent_losses: torch.Tensor, step: int, cfg: SAEConfig, activations: str) -> None:
     """Raise at the first non-finite loss among the steps since the last check."""
     first = (step - 1) // cfg.log_every * cfg.log_every + 1
     losses = recent_losses[: step - first + 1].cpu()
@@ -577,9 +589,23 @@ def _check_finite(recent_losses: torch.Tensor, step: int, cfg: SAEConfig, cache_
     if len(bad):
         at = first + int(bad[0])
         raise FloatingPointError(
-            f"SAE loss is {float(losses[bad[0]])} at step {at} of {cfg.steps} while training "
-            f"on {cache_path}; the activations or the optimisation diverged"
+            f"SAE loss is {nan_or_inf(losses[bad[0]])} at step {at} of {cfg.steps} while "
+            f"training on {activations}: the activations hold NaN/Inf or the optimisation "
+            "diverged"
         )
+
+
+SAE_FILES = ("sae.safetensors", "cfg.json", "metrics.json")
+
+
+def _check_sae_folder(out_dir: Path) -> None:
+    """Refuse a folder holding anything but an SAE's own files: it is replaced whole."""
+    if out_dir.is_dir():
+        others = sorted({p.name for p in out_dir.iterdir()} - set(SAE_FILES))
+        if others:
+            raise ValueError(
+                f"SAE folder {out_dir} also holds {others}; train into a new or empty folder"
+            )
 
 
 def save_sae(sae: TopKSAE, cfg: SAEConfig, out_dir, provenance: dict | None = None) -> None:
@@ -601,60 +627,49 @@ def save_sae(sae: TopKSAE, cfg: SAEConfig, out_dir, provenance: dict | None = No
 
 
 def load_sae(directory, device: torch.device | str = "cpu") -> TopKSAE:
-    """The SAE saved by ``train_sae``/``save_sae`` in ``directory``."""
+    """The SAE saved by ``train_sae``/``save_sae`` in ``directory``.
+
+    A missing, truncated or corrupt ``cfg.json`` or ``sae.safetensors``, or a pair that does
+    not belong together, raises an error naming the file, before any tensor is used.
+    """
     directory = Path(directory)
-    cfg_path, weights_path = directory / "cfg.json", directory / "sae.safetensors"
-    for path in (cfg_path, weights_path):
-        if not path.is_file():
-            raise FileNotFoundError(f"SAE file {path} does not exist")
+    cfg_path = require_file(directory / "cfg.json", "SAE config")
+    weights_path = require_file(directory / "sae.safetensors", "SAE weights file")
+    cfg = read_json(cfg_path, "SAE config")
     try:
-        cfg = read_json(cfg_path)
-        d_model, d_sae, k = int(cfg["d_model"]), int(cfg["d_sae"]), int(cfg["k"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"SAE config {cfg_path} is unreadable or lacks d_model/d_sae/k") from err
-    try:
-        tensors = load_file(str(weights_path))
-    except Exception as err:
-        raise ValueError(f"SAE weights file {weights_path} is corrupt or unreadable") from err
-    sae = TopKSAE(d_model, d_sae, k)
+        d_model, d_sae, k = (int(cfg[key]) for key in ("d_model", "d_sae", "k"))
+        sae = TopKSAE(d_model, d_sae, k)
+    except (KeyError, TypeError, ValueError) as err:
+        raise damaged("SAE config", cfg_path, f"lacks a valid d_model/d_sae/k ({err})") from err
+    tensors, _ = read_safetensors(weights_path, "SAE weights file")
     expected = {name: tuple(t.shape) for name, t in sae.state_dict().items()}
     found = {name: tuple(t.shape) for name, t in tensors.items()}
     if found != expected:
-        raise ValueError(
-            f"SAE weights file {weights_path} has tensors {found}, expected {expected}"
+        raise damaged(
+            "SAE weights file",
+            weights_path,
+            f"has tensors {found} but {cfg_path.name} beside it describes {expected}, so "
+            "the two do not belong together",
         )
     sae.load_state_dict(tensors)
     return sae.to(torch.device(device)).eval()
 
 
-def _open_checked(cache_path: Path) -> Path:
-    if not cache_path.is_file():
-        raise FileNotFoundError(f"activation cache {cache_path} does not exist")
-    return cache_path
-
-
-def _cache_stats(cache: h5py.File, cache_path: Path, cfg: SAEConfig):
-    """mean, std and d_model of a cache, after checking its layout and statistics."""
-    for name in ("train", "eval"):
-        if name not in cache or cache[name].ndim != 2:
-            raise ValueError(f"activation cache {cache_path} lacks a 2-D {name!r} dataset")
-    d_model = cache["train"].shape[1]
-    if cache["eval"].shape[1] != d_model:
-        raise ValueError(f"activation cache {cache_path} has train and eval of different widths")
-    if cache["train"].shape[0] < cfg.batch_size:
+def _training_stats(info: dict, cache_path: Path, cfg: SAEConfig):
+    """mean, std and d_model of a validated cache (``read_cache_info``), after checking
+    that they and its size suit training ``cfg``."""
+    d_model = info["d_model"]
+    if info["splits"]["train"] < cfg.batch_size:
         raise ValueError(
-            f"activation cache {cache_path} has {cache['train'].shape[0]} train rows, "
+            f"activation cache {cache_path} has {info['splits']['train']} train rows, "
             f"fewer than batch_size={cfg.batch_size}"
         )
     stats = {}
     for name in ("mean", "std"):
-        if name not in cache.attrs:
-            raise ValueError(f"activation cache {cache_path} lacks the {name!r} attribute")
-        value = np.asarray(cache.attrs[name], dtype=np.float64)
-        if value.shape != (d_model,) or not np.isfinite(value).all():
-            raise ValueError(
-                f"activation cache {cache_path} attribute {name!r} must be {d_model} finite values"
-            )
+        value = np.asarray(info[name], dtype=np.float64)
+        if not np.isfinite(value).all():
+            # the capture refuses non-finite rows, so these statistics were damaged later
+            raise damaged("activation cache", cache_path, f"has a non-finite {name!r}")
         stats[name] = value
     if (stats["std"] <= 0).any():
         raise ValueError(f"activation cache {cache_path} has a zero std in some dimension")

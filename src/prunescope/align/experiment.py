@@ -11,11 +11,17 @@ import logging
 import numpy as np
 import pandas as pd
 import torch
-from safetensors import safe_open
 
 from prunescope.align.codes import code_counts, code_persistence, four_p_positive
 from prunescope.align.data import Dataset
-from prunescope.align.net import AlignNets, evaluate_nets, load_nets, save_nets, train_nets
+from prunescope.align.net import (
+    NETS_FILE,
+    AlignNets,
+    evaluate_nets,
+    nets_from_tensors,
+    save_nets,
+    train_nets,
+)
 from prunescope.align.plan import STRUCTURES, keep_count
 from prunescope.align.prune import (
     NEEDS_HESSIAN,
@@ -23,6 +29,7 @@ from prunescope.align.prune import (
     relative_divergence,
     select_mask,
 )
+from prunescope.artifacts import damaged, read_safetensors
 from prunescope.io import atomic_path
 
 log = logging.getLogger("prunescope")
@@ -171,9 +178,18 @@ def save_variant_nets(path, nets: AlignNets, masks: np.ndarray) -> None:
 
 
 def load_variant_nets(path) -> tuple[AlignNets, np.ndarray]:
-    with safe_open(str(path), framework="numpy") as handle:
-        masks = handle.get_tensor("mask").astype(bool)
-    return load_nets(path), masks
+    tensors, _ = read_safetensors(path, NETS_FILE)
+    nets = nets_from_tensors(tensors, path)
+    if "mask" not in tensors:
+        raise damaged(NETS_FILE, path, "lacks the pruning masks ('mask'), so it is incomplete")
+    masks = tensors["mask"]
+    if masks.shape != nets.W1.shape:
+        raise damaged(
+            NETS_FILE,
+            path,
+            f"has masks of shape {tuple(masks.shape)} for W1 {tuple(nets.W1.shape)}",
+        )
+    return nets, masks.numpy().astype(bool)
 
 
 def finetune_variants(

@@ -19,11 +19,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from prunescope.artifacts import damaged, read_safetensors, read_safetensors_header
 from prunescope.io import atomic_path
 
 log = logging.getLogger("prunescope")
 
 PARAMETER_NAMES = ("C0", "W1", "b1", "W2", "b2")
+NETS_FILE = "ALIGN nets file"
 _SINGLE_NET_NDIM = {"C0": 2, "W1": 2, "b1": 1, "W2": 2, "b2": 1}
 
 
@@ -280,22 +282,26 @@ def save_nets(
 
 
 def load_nets(path: str | os.PathLike) -> AlignNets:
-    """Read nets written by :func:`save_nets`."""
-    from safetensors.torch import load_file
+    """Read nets written by :func:`save_nets`; a damaged file raises an error naming it."""
+    return nets_from_tensors(read_safetensors(path, NETS_FILE)[0], path)
 
-    tensors = load_file(str(path))
+
+def nets_from_tensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike) -> AlignNets:
+    """The nets in the tensors read from ``path``, which must hold consistent parameters."""
     missing = [name for name in PARAMETER_NAMES if name not in tensors]
     if missing:
-        raise ValueError(f"{path} lacks the parameters {missing}.")
-    return AlignNets(**{name: tensors[name] for name in PARAMETER_NAMES})
+        raise damaged(NETS_FILE, path, f"lacks the parameters {missing}, so it is incomplete")
+    try:
+        return AlignNets(**{name: tensors[name] for name in PARAMETER_NAMES})
+    except ValueError as err:
+        raise damaged(
+            NETS_FILE, path, f"holds parameters that do not fit together ({err})"
+        ) from err
 
 
 def load_nets_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The string metadata stored by :func:`save_nets` (empty when none was given)."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as handle:
-        return dict(handle.metadata() or {})
+    return read_safetensors_header(path, NETS_FILE)[1]
 
 
 def _forward_parts(nets: AlignNets, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
