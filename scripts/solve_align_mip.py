@@ -1,5 +1,5 @@
-"""Study ALIGN: the MIP oracle's W1 at one sparsity, every neuron solved to optimality or the
-time limit (enumeration, branch and bound, or SCIP as ``align.mip.solver`` says)."""
+"""Study ALIGN: the MIP oracle's W1 at one sparsity, every neuron solved to optimality or to
+the time or node limit (enumeration, branch and bound, or SCIP as ``align.mip.solver`` says)."""
 
 from prunescope.align.experiment import save_mip_solution
 from prunescope.align.mip import solutions_frame, solve_layer
@@ -17,6 +17,7 @@ with rule_logging(snakemake.log[0], snakemake.threads) as log:
         keep_count(width, p.sparsity),
         STRUCTURES[p.structure],
         time_limit=p.mip["time_limit"],
+        node_limit=p.mip["node_limit"],
         gap=p.mip["gap"],
         enumerate_limit=p.mip["enumerate_limit"],
         solver=p.mip["solver"],

@@ -25,7 +25,13 @@ from prunescope.align.mip import feature_refit, solutions_frame, solve_layer
 from prunescope.align.net import AlignNets
 from prunescope.align.plan import keep_count
 from prunescope.align.prune import damped_inverse
-from prunescope.align.results import accuracy_table, mip_summary, standard_error, summarise
+from prunescope.align.results import (
+    accuracy_table,
+    mip_seconds,
+    mip_summary,
+    standard_error,
+    summarise,
+)
 
 METHODS = ["mp", "obd", "obs", "mip", "flo", "obs_mask", "mip_mask"]
 
@@ -141,6 +147,41 @@ def test_mip_solution_file_keeps_labels_and_neuron_records(trained, tmp_path):
     summary = mip_summary(frame)
     assert summary.loc[0, "neurons"] == 12
     assert summary.loc[0, "proven_optimal"] == frame["status"].isin(["optimal", "enumerated"]).sum()
+
+
+def test_mip_table_keeps_times_apart_and_both_match_a_hand_count():
+    neurons = pd.DataFrame(
+        {
+            "task": "digits",
+            "structure": ["unstructured"] * 3 + ["2of4"],
+            "sparsity": 0.5,
+            "status": ["optimal", "timelimit", "enumerated", "timelimit"],
+            "solver": ["branch-and-bound", "branch-and-bound", "enumeration", "scip"],
+            "gap": [0.0, 0.3, 0.0, 0.5],
+            "seconds": [0.1, 0.7, 0.2, 1.5],
+            "nodes": [4, 32, 0, 9],
+        }
+    )
+    summary = mip_summary(neurons).set_index("structure")
+    # only what the same config reproduces on any machine: no wall-clock column
+    assert not any("seconds" in column for column in summary.columns)
+    row = summary.loc["unstructured"]
+    assert (row["neurons"], row["proven_optimal"], row["enumerated"]) == (3, 2, 1)
+    assert row["mean_gap"] == pytest.approx(0.1) and row["max_gap"] == 0.3
+    assert row["median_nodes"] == 4
+    seconds = mip_seconds(neurons).set_index("structure")
+    assert list(seconds.columns) == [
+        "task",
+        "sparsity",
+        "neurons",
+        "median_seconds",
+        "max_seconds",
+        "total_seconds",
+    ]
+    row = seconds.loc["unstructured"]
+    assert (row["median_seconds"], row["max_seconds"]) == (0.2, 0.7)
+    assert row["total_seconds"] == pytest.approx(1.0)
+    assert seconds.loc["2of4", "total_seconds"] == 1.5
 
 
 def test_standard_error_and_summary_match_a_hand_computation():

@@ -291,6 +291,37 @@ def test_interrupted_search_keeps_a_valid_bound():
     np.testing.assert_allclose(found.objective, mip.refit_on_support(w, Q, start)[1])
 
 
+@pytest.mark.parametrize(("d", "keep", "block"), [(14, 7, None), (16, 8, (2, 4))])
+def test_node_limit_stops_the_search_at_exactly_that_many_nodes(d, keep, block):
+    w, C0 = _instance(90 + d, d, "ill")
+    Q = C0 @ C0.T
+    _, _, optimum = mip.enumerate_best_subset(w, Q, keep, block)
+    start = _magnitude_mask(w, keep, block)
+    full = mip.branch_and_bound(w, Q, keep, block, incumbent=start)
+    assert full.complete and full.nodes > 4
+    # a search that needs n nodes finishes under a limit of n, the same as without one
+    exact = mip.branch_and_bound(w, Q, keep, block, incumbent=start, node_limit=full.nodes)
+    assert exact.complete and exact.nodes == full.nodes
+    np.testing.assert_array_equal(exact.mask, full.mask)
+    assert exact.objective == full.objective and exact.bound == full.bound
+    for limit in (1, 2, full.nodes // 2, full.nodes - 1):
+        cut = mip.branch_and_bound(w, Q, keep, block, incumbent=start, node_limit=limit)
+        assert not cut.complete and cut.nodes == limit
+        assert _feasible(cut.mask, keep, block)
+        assert cut.bound <= optimum * (1 + 1e-9) and optimum <= cut.objective * (1 + 1e-9)
+
+
+def test_search_with_no_node_left_still_bounds_the_optimum():
+    w, C0 = _instance(74, 12, "ill")
+    Q = C0 @ C0.T
+    _, _, optimum = mip.enumerate_best_subset(w, Q, 6)
+    start = _magnitude_mask(w, 6, None)
+    spent = mip._Budget(node_cap=0)
+    found = mip._DropSearch(w, Q, 6, None, start, 0.0, spent).run()
+    assert not found.complete and found.nodes == 0 and spent.nodes == 0
+    assert 0.0 <= found.bound <= optimum <= found.objective
+
+
 def test_branch_and_bound_rejects_bad_incumbents_and_singular_forms():
     w, C0 = _instance(73, 8)
     Q = C0 @ C0.T
@@ -317,6 +348,20 @@ def test_improvement_never_worsens_and_stays_feasible(block):
 
 
 @pytest.mark.parametrize("block", [None, (2, 4)])
+def test_node_limited_improvement_repeats_and_never_worsens(block):
+    w, C0 = _instance(83, 16, "ill")
+    Q = C0 @ C0.T
+    start = _magnitude_mask(w, 8, block)
+    runs = [
+        mip.improve_support(w, Q, start, block, rounds=10**6, window=8, node_limit=12)
+        for _ in range(2)
+    ]
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert _feasible(runs[0], 8, block) and runs[0].sum() == 8
+    assert mip.refit_on_support(w, Q, runs[0])[1] <= mip.refit_on_support(w, Q, start)[1]
+
+
+@pytest.mark.parametrize("block", [None, (2, 4)])
 def test_improvement_with_a_window_over_everything_is_exact(block):
     w, C0 = _instance(81, 12, "ill")
     Q = C0 @ C0.T
@@ -339,6 +384,81 @@ def test_unfinished_solve_reports_a_valid_bound_and_beats_the_warm_start():
     assert solution.objective <= mip.refit_on_support(w, Q, warm)[1]
     if solution.status == "timelimit":
         assert solution.gap > 0
+
+
+def _unfinishable_row() -> tuple[np.ndarray, np.ndarray]:
+    """(w, Q) of 40 entries keeping 20, far too many supports to finish in a few dozen nodes."""
+    rng = np.random.default_rng(82)
+    d = 40
+    C0 = rng.normal(size=(d, d)) @ np.diag(np.logspace(0, -2, d)) + 0.01 * np.eye(d)
+    return rng.normal(size=d), C0 @ C0.T
+
+
+def test_node_limited_solve_repeats_exactly_without_a_time_limit():
+    w, Q = _unfinishable_row()
+    runs = [
+        mip.solve_neuron(w, Q, 20, time_limit=np.inf, node_limit=40, enumerate_limit=0)
+        for _ in range(2)
+    ]
+    assert runs[0].status == "timelimit" and runs[0].nodes <= 40
+    np.testing.assert_array_equal(runs[0].mask, runs[1].mask)
+    np.testing.assert_array_equal(runs[0].weights, runs[1].weights)
+    assert runs[0].objective == runs[1].objective and runs[0].bound == runs[1].bound
+    assert runs[0].nodes == runs[1].nodes and runs[0].status == runs[1].status
+
+
+@pytest.mark.parametrize("block", [None, (2, 4)])
+def test_node_limited_solve_stays_within_the_limit_with_valid_bounds(block):
+    w, C0 = _instance(93, 16, "ill")
+    Q = C0 @ C0.T
+    _, _, optimum = mip.enumerate_best_subset(w, Q, 8, block)
+    statuses = set()
+    for limit in (1, 2, 3, 5, 8, 13, 21, 34):
+        solution = mip.solve_neuron(
+            w, Q, 8, block, time_limit=np.inf, node_limit=limit, enumerate_limit=0
+        )
+        statuses.add(solution.status)
+        assert solution.nodes <= limit
+        assert _feasible(solution.mask, 8, block)
+        assert solution.bound <= optimum * (1 + 1e-9)
+        assert optimum <= solution.objective * (1 + 1e-9)
+    assert "timelimit" in statuses  # the small limits did stop the search
+
+
+@pytest.mark.parametrize("block", [None, (2, 4)])
+def test_a_node_limit_that_never_binds_changes_nothing(block):
+    w, C0 = _instance(94, 16, "ill")
+    Q = C0 @ C0.T
+    free = mip.solve_neuron(w, Q, 8, block, time_limit=np.inf, enumerate_limit=0)
+    assert free.status == "optimal" and free.nodes > 0
+    # the first search may use half of the limit, enough to finish
+    limited = mip.solve_neuron(
+        w, Q, 8, block, time_limit=np.inf, node_limit=2 * free.nodes, enumerate_limit=0
+    )
+    np.testing.assert_array_equal(limited.mask, free.mask)
+    assert limited.objective == free.objective and limited.bound == free.bound
+    assert limited.nodes == free.nodes and limited.status == "optimal"
+
+
+def test_node_limited_scip_solve_keeps_a_valid_bound():
+    w, C0 = _instance(10, 10, "random")
+    Q = C0 @ C0.T
+    _, _, optimum = mip.enumerate_best_subset(w, Q, 5)
+    solution = mip.solve_neuron(
+        w, Q, 5, enumerate_limit=0, time_limit=np.inf, node_limit=1, solver="scip"
+    )
+    assert solution.solver == "scip" and solution.status in ("optimal", "timelimit")
+    assert solution.nodes <= 1
+    assert solution.bound <= optimum * (1 + 1e-6) and optimum <= solution.objective * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("limit", [0, -3, 2.5, True])
+def test_node_limit_must_be_a_positive_integer(limit):
+    w, C0 = _instance(95, 8)
+    with pytest.raises(ValueError, match="node_limit"):
+        mip.solve_neuron(w, C0 @ C0.T, 3, node_limit=limit)
+    with pytest.raises(ValueError, match="node_limit"):
+        mip.solve_layer(C0, C0, 3, node_limit=limit, progress=False)
 
 
 def test_trivial_rows_skip_the_solver():

@@ -69,6 +69,8 @@ SCHEMA_ERRORS = [
     ("activations.skip_bos", "yes", "yes"),
     ("device", "tpu", "tpu"),
     ("unknown_block", {}, "unknown_block"),
+    ("align.mip.node_limit", 0, "node_limit"),
+    ("align.mip.node_limit", 2.5, "2.5"),
 ]
 
 

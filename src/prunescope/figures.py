@@ -18,12 +18,25 @@ sns.set_theme(style="whitegrid", context="paper")
 METHOD_PALETTE = {"magnitude": "tab:blue", "wanda": "tab:orange", "sparsegpt": "tab:green"}
 
 
+# PDFs carry their creation date unless told not to; without it the same figure gives the
+# same bytes on every run (the PNG writer stores no date)
+_REPRODUCIBLE_METADATA = {"png": None, "pdf": {"CreationDate": None}}
+
+
 def save_figure(fig, png_path: str | Path) -> None:
-    """Write the figure as PNG (for the report) and PDF (for papers) next to each other."""
+    """Write the figure as PNG (for the report) and PDF (for papers) next to each other,
+    byte for byte the same whenever the figure is."""
     png_path = Path(png_path)
     for path in (png_path, png_path.with_suffix(".pdf")):
+        kind = path.suffix[1:]
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=path.suffix[1:], dpi=150, bbox_inches="tight")
+            fig.savefig(
+                tmp,
+                format=kind,
+                dpi=150,
+                bbox_inches="tight",
+                metadata=_REPRODUCIBLE_METADATA[kind],
+            )
     plt.close(fig)
 
 

@@ -44,6 +44,8 @@ _ENUMERATION_BATCH = 4096
 _GREEDY_RIDGE = 1e-12  # relative to mean(diag Q): keeps greedy inverses finite when Q is singular
 _SINGULAR_RELATIVE = 1e-12  # λ_min below this fraction of trace(Q) counts as singular
 _PIVOT_RELATIVE = 1e-9  # a downdated pivot below this fraction of its diagonal is rounding
+_SCIP_INFINITY = 1e20  # SCIP's largest time limit, standing for none
+_WINDOW = 20  # entries each round of the local search re-decides exactly
 
 
 # --------------------------------------------------------------------------- validation
@@ -423,6 +425,39 @@ def lookahead_bounds(single: np.ndarray, pair: np.ndarray, r: int) -> np.ndarray
     return single + np.partition(pair, r - 2, axis=0)[r - 2]
 
 
+def _check_node_limit(node_limit: int | None) -> int | None:
+    if node_limit is None:
+        return None
+    if isinstance(node_limit, bool) or int(node_limit) != node_limit or node_limit < 1:
+        raise ValueError(f"node_limit must be a positive integer or None, got {node_limit!r}.")
+    return int(node_limit)
+
+
+@dataclass
+class _Budget:
+    """What the searches of one solve may still spend: a wall-clock ``deadline`` (a
+    ``time.perf_counter()`` value) and ``node_cap``, the most branch-and-bound nodes visited
+    by all of them together. ``nodes`` counts those visited so far. A solve whose node cap
+    binds before its deadline does the same work, and finds the same answer, on any machine.
+    """
+
+    deadline: float = math.inf
+    node_cap: float = math.inf
+    nodes: int = 0
+
+    def nodes_left(self) -> bool:
+        return self.nodes < self.node_cap
+
+    def spent(self) -> bool:
+        return not self.nodes_left() or time.perf_counter() > self.deadline
+
+
+def _node_cap(node_limit: int | None, share: float) -> float:
+    """Nodes that the first ``share`` of a solve may use in all (rounded up, so that a
+    positive share of a positive limit always leaves the first search its root)."""
+    return math.inf if node_limit is None else math.ceil(share * node_limit)
+
+
 @dataclass
 class SearchResult:
     """Best support a branch and bound found, its objective, a proven lower bound on the
@@ -447,10 +482,15 @@ class _DropSearch:
     order visits far fewer nodes than cheapest-first, measured). The inverse of ``Q_SS`` and the
     refit are downdated in O(d²) per child, and the last two drops are priced for all pairs at
     once.
+
+    A node is one call of ``_visit`` (leaves and the pairs priced by ``_last_two`` are not
+    nodes); each is charged to the shared ``budget``. The search stops at the budget's
+    deadline, or when the next node would exceed its node cap, keeping a valid bound on what
+    it left unexplored either way.
     """
 
-    def __init__(self, w, Q, k, shape, incumbent, gap, deadline) -> None:
-        self.w, self.Q, self.gap, self.deadline = w, Q, gap, deadline
+    def __init__(self, w, Q, k, shape, incumbent, gap, budget: _Budget) -> None:
+        self.w, self.Q, self.gap, self.budget = w, Q, gap, budget
         self.d, self.k, self.shape = w.size, k, shape
         if shape is not None:
             self.block_of = np.arange(self.d) // shape[1]
@@ -459,8 +499,8 @@ class _DropSearch:
         self.best_mask = incumbent.copy()
         self.best = refit_on_support(w, Q, incumbent)[1]
         self.nodes = 0
-        self.timed_out = False
-        self.open_bound = np.inf  # least bound over subtrees left unexplored at the deadline
+        self.stopped = False  # out of time or out of nodes before covering every support
+        self.open_bound = np.inf  # least bound over subtrees left unexplored when stopped
         self.cut_bound = np.inf  # least bound over subtrees cut only thanks to the gap
 
     def run(self, window: np.ndarray | None = None) -> SearchResult:
@@ -477,8 +517,11 @@ class _DropSearch:
             inverse[np.ix_(support, support)] = (block + block.T) / 2
             refit, f = refit_on_support(self.w, self.Q, ~dropped)
             self._visit(inverse, refit, f, free, dropped, r)
+            if self.stopped and self.nodes == 0:
+                # no node left even for the root: f itself bounds every support below it
+                self.open_bound = min(self.open_bound, f)
         bound = min(self.best, self.open_bound, self.cut_bound)
-        return SearchResult(self.best_mask, self.best, bound, self.nodes, not self.timed_out)
+        return SearchResult(self.best_mask, self.best, bound, self.nodes, not self.stopped)
 
     def _threshold(self) -> float:
         return self.best * (1.0 - self.gap)
@@ -512,14 +555,19 @@ class _DropSearch:
         return value
 
     def _visit(self, G, v, f, free, dropped, r) -> None:
+        if not self.budget.nodes_left():
+            # the caller bounds this subtree with the rest it leaves unexplored
+            self.stopped = True
+            return
         self.nodes += 1
+        self.budget.nodes += 1
         index = np.flatnonzero(free)
         single, pair = drop_costs(G[np.ix_(index, index)], v[index])
         bounds = lookahead_bounds(single, pair, r)
         needs = self._needs(dropped)
         bound = f + self._rest_bound(bounds, index, r, needs)
-        if time.perf_counter() > self.deadline:
-            self.timed_out = True
+        if time.perf_counter() > self.budget.deadline:
+            self.stopped = True
             self.open_bound = min(self.open_bound, bound)
             return
         if bound >= self._threshold():
@@ -545,7 +593,7 @@ class _DropSearch:
                 self._cut(child_bound)
             elif self._may_drop(j, needs, r, index[available]):
                 self._child(G, v, f, dropped, r, j, index[available])
-                if self.timed_out:
+                if self.stopped:
                     # the unexplored rest: this child's subtree and the younger siblings
                     available[position] = True
                     rest = self._rest_bound(bounds[available], index[available], r, needs)
@@ -620,14 +668,17 @@ def branch_and_bound(
     *,
     incumbent: np.ndarray | None = None,
     time_limit: float = np.inf,
+    node_limit: int | None = None,
     gap: float = 0.0,
 ) -> SearchResult:
     """Best support by depth-first branch and bound on which entries to drop (Q positive definite).
 
     Starts from ``incumbent`` (default: the greedy warm start) and stops at ``time_limit``
-    seconds. ``complete`` means every support was covered, so ``objective`` is within relative
-    ``gap`` of the optimum; ``bound`` is a proven lower bound on the optimum either way.
+    seconds or once it has visited ``node_limit`` nodes (None: no limit), whichever comes first.
+    ``complete`` means every support was covered, so ``objective`` is within relative ``gap``
+    of the optimum; ``bound`` is a proven lower bound on the optimum either way.
     """
+    node_limit = _check_node_limit(node_limit)
     w, Q = _check_row(w, Q)
     shape = _check_block(w.size, block)
     k = max_support_size(w.size, _check_keep(keep), block)
@@ -638,11 +689,11 @@ def branch_and_bound(
         raise ValueError(f"incumbent must be a feasible support of {k} entries.")
     if np.linalg.eigvalsh(Q)[0] <= _SINGULAR_RELATIVE * np.trace(Q):
         raise ValueError("branch_and_bound needs a positive definite Q.")
-    deadline = time.perf_counter() + time_limit
+    budget = _Budget(time.perf_counter() + time_limit, _node_cap(node_limit, 1.0))
     if w.size == k:
         objective = refit_on_support(w, Q, incumbent)[1]
         return SearchResult(incumbent, objective, objective, 0, True)
-    return _DropSearch(w, Q, k, shape, incumbent, gap, deadline).run()
+    return _DropSearch(w, Q, k, shape, incumbent, gap, budget).run()
 
 
 # --------------------------------------------------------------------------- local improvement
@@ -689,35 +740,43 @@ def improve_support(
     block: Block = None,
     *,
     rounds: int = 100,
-    window: int = 20,
+    window: int = _WINDOW,
     seed: int = 0,
     deadline: float = np.inf,
+    node_limit: int | None = None,
 ) -> np.ndarray:
     """A feasible support of the same size never worse than ``support`` (Q positive definite).
 
     Iterated local search: every other round kicks the best support by a few random swaps and
     descends by 1-swaps; every round then re-decides a random ``window`` of entries exactly by
-    branch and bound with the rest held fixed. Stops after ``rounds`` or at ``deadline`` (a
-    ``time.perf_counter()`` value); deterministic given ``seed`` when the deadline is not met.
+    branch and bound with the rest held fixed. Stops after ``rounds``, at ``deadline`` (a
+    ``time.perf_counter()`` value) or once the window searches have visited ``node_limit``
+    nodes in all (None: no limit); deterministic given ``seed`` when the deadline is not met.
     Best-subset selection on an ill-conditioned Q has many local optima far apart, which
     the kicks reach and the exact windows polish.
     """
     w, Q = _check_row(w, Q)
     shape = _check_block(w.size, block)
+    budget = _Budget(deadline, _node_cap(_check_node_limit(node_limit), 1.0))
+    return _improve(w, Q, support, shape, rounds, window, seed, budget)
+
+
+def _improve(w, Q, support, shape, rounds, window, seed, budget: _Budget) -> np.ndarray:
+    """:func:`improve_support` drawing its window searches' nodes from a shared ``budget``."""
     best = np.asarray(support, dtype=bool).copy()
     k = int(best.sum())
-    if not is_feasible_support(best, k, block) or best.shape != w.shape:
+    if best.shape != w.shape or not is_feasible_support(best, k, shape):
         raise ValueError(f"support must be a feasible bool mask of shape {w.shape}.")
     rng = np.random.default_rng(seed)
     best_f = refit_on_support(w, Q, best)[1]
     for round_ in range(rounds):
-        if time.perf_counter() > deadline or k in (0, w.size):
+        if budget.spent() or k in (0, w.size):
             break
         candidate = best
         if round_ % 2:
             kicked = _kicked(best, shape, int(rng.integers(2, 5)), rng)
             candidate = _swap_search(w, Q, kicked, shape, max_swaps=4 * w.size)
-        search = _DropSearch(w, Q, k, shape, candidate, 0.0, deadline)
+        search = _DropSearch(w, Q, k, shape, candidate, 0.0, budget)
         found = search.run(_random_window(candidate, shape, window, rng))
         if found.objective < best_f:
             best, best_f = found.mask, found.objective
@@ -778,6 +837,7 @@ def _scip_model(
     shape: tuple[int, int] | None,
     warm: np.ndarray,
     time_limit: float,
+    node_limit: int | None,
     gap: float,
 ):
     """Perspective MIP for one row; returns the model and its indicator variables m.
@@ -803,7 +863,9 @@ def _scip_model(
     model.setHeuristics(SCIP_PARAMSETTING.OFF)
     model.setSeparating(SCIP_PARAMSETTING.OFF)
     model.setParam("display/verblevel", 0)
-    model.setParam("limits/time", float(time_limit))
+    model.setParam("limits/time", min(float(time_limit), _SCIP_INFINITY))
+    if node_limit is not None:
+        model.setParam("limits/totalnodes", int(node_limit))
     model.setParam("limits/gap", float(gap))
     model.setParam("randomization/randomseedshift", 0)
     model.setParam("parallel/maxnthreads", 1)
@@ -867,7 +929,7 @@ def _exact_fit(w: np.ndarray, Q: np.ndarray, objective: float) -> bool:
     return objective <= 1e-20 * max(float(w @ Q @ w), np.finfo(float).tiny)
 
 
-def _solve_with_scip(w, Q, k, shape, warm, time_limit, gap, lam_min):
+def _solve_with_scip(w, Q, k, shape, warm, time_limit, node_limit, gap, lam_min):
     """SCIP on the perspective model (indicator constraints when Q is singular), warm-started;
     returns (mask, bound, status, nodes) with the mask never worse than ``warm``."""
     objective = refit_on_support(w, Q, warm)[1]
@@ -884,9 +946,11 @@ def _solve_with_scip(w, Q, k, shape, warm, time_limit, gap, lam_min):
         eigenvectors=eigenvectors,
         lam_min=lam_min / q_scale,
     )
-    model, m = _scip_model(form, k, shape, warm, time_limit, gap)
+    model, m = _scip_model(form, k, shape, warm, time_limit, node_limit, gap)
     model.optimizeNogil()
     status = str(model.getStatus())
+    if status in ("nodelimit", "totalnodelimit"):  # did not finish, the same as a time-out
+        status = "timelimit"
     bound = float(model.getDualbound()) * f_scale
     nodes = int(model.getNTotalNodes())
     mask = warm
@@ -907,6 +971,7 @@ def solve_neuron(
     block: Block = None,
     *,
     time_limit: float = 30.0,
+    node_limit: int | None = None,
     gap: float = 1e-6,
     enumerate_limit: int = 20000,
     lam_min: float | None = None,
@@ -920,14 +985,22 @@ def solve_neuron(
     forward selection and magnitude starts and gets half of ``time_limit``, which bounds the
     whole solve of the row, warm start included. If it cannot finish, :func:`improve_support`
     (``rounds``, ``seed``) improves its best support until three quarters of the time, and a
-    second search from there takes the rest. ``status`` is "optimal" when a search covered
-    every support, so that ``objective`` is within relative ``gap`` of the optimum, and
-    "timelimit" otherwise; ``bound`` is a proven lower bound on ``f`` either way.
+    second search from there takes the rest. ``node_limit`` (None: no limit) bounds the
+    branch-and-bound nodes of the whole solve, the local search's window searches included,
+    and is shared out the same way: the first search may use nodes up to half of it (rounded
+    up), the local search up to three quarters, the second search the rest. Both limits apply
+    and the first one reached stops the phase; a solve stopped by its node limit alone is the
+    same on any machine. ``status`` is "optimal" when a search covered every support, so that
+    ``objective`` is within relative ``gap`` of the optimum, and "timelimit" when a limit
+    stopped it; ``bound`` is a proven lower bound on ``f`` either way, and ``nodes`` counts
+    every node visited (never more than ``node_limit``).
     A singular Q (no inverse to downdate), or ``solver="scip"``, goes to SCIP's perspective
-    model instead. ``lam_min`` (λ_min of Q) may be passed to share one eigen-solve across rows.
+    model instead, with ``node_limit`` as its total node limit. ``lam_min`` (λ_min of Q) may be
+    passed to share one eigen-solve across rows.
     """
     if solver not in SOLVERS:
         raise ValueError(f"MIP solver {solver!r} is not one of {SOLVERS}")
+    node_limit = _check_node_limit(node_limit)
     started = time.perf_counter()
     w, Q = _check_row(w, Q)
     shape = _check_block(w.size, block)
@@ -967,26 +1040,30 @@ def solve_neuron(
 
     lam_min = float(np.linalg.eigvalsh(Q)[0]) if lam_min is None else float(lam_min)
     if solver == "scip" or lam_min <= _SINGULAR_RELATIVE * np.trace(Q):
-        found = _solve_with_scip(w, Q, k, shape, warm, time_limit, gap, lam_min)
+        found = _solve_with_scip(w, Q, k, shape, warm, time_limit, node_limit, gap, lam_min)
         return solution(found[0], None, found[1], found[2], found[3], "scip")
 
-    def search(incumbent: np.ndarray, share: float) -> SearchResult:
-        return _DropSearch(w, Q, k, shape, incumbent, gap, started + share * time_limit).run()
+    budget = _Budget()
 
-    first = search(warm, 0.5)
+    def phase(share: float) -> _Budget:
+        """The budget up to the end of the first ``share`` of both limits."""
+        budget.deadline = started + share * time_limit
+        budget.node_cap = _node_cap(node_limit, share)
+        return budget
+
+    first = _DropSearch(w, Q, k, shape, warm, gap, phase(0.5)).run()
     if first.complete:
-        return solution(first.mask, None, first.bound, "optimal", first.nodes, "branch-and-bound")
-    better = improve_support(
-        w, Q, first.mask, block, rounds=rounds, seed=seed, deadline=started + 0.75 * time_limit
-    )
+        return solution(first.mask, None, first.bound, "optimal", budget.nodes, "branch-and-bound")
+    better = _improve(w, Q, first.mask, shape, rounds, _WINDOW, seed, phase(0.75))
     if refit_on_support(w, Q, better)[1] >= first.objective:
-        return solution(first.mask, None, first.bound, "timelimit", first.nodes, "branch-and-bound")
-    second = search(better, 1.0)
-    nodes = first.nodes + second.nodes
+        return solution(
+            first.mask, None, first.bound, "timelimit", budget.nodes, "branch-and-bound"
+        )
+    second = _DropSearch(w, Q, k, shape, better, gap, phase(1.0)).run()
     status = "optimal" if second.complete else "timelimit"
     # both bounds are valid for the optimum, whatever incumbent each search started from
     bound = second.bound if second.complete else max(first.bound, second.bound)
-    return solution(second.mask, None, bound, status, nodes, "branch-and-bound")
+    return solution(second.mask, None, bound, status, budget.nodes, "branch-and-bound")
 
 
 # --------------------------------------------------------------------------- layer
@@ -999,6 +1076,7 @@ def solve_layer(
     block: Block = None,
     *,
     time_limit: float = 30.0,
+    node_limit: int | None = None,
     gap: float = 1e-6,
     enumerate_limit: int = 20000,
     threads: int = 1,
@@ -1020,11 +1098,12 @@ def solve_layer(
         raise ValueError(f"threads must be at least 1, got {threads}.")
     _check_block(W1.shape[1], block)
     _check_keep(keep)
+    _check_node_limit(node_limit)
     Q = C0 @ C0.T
     solve = functools.partial(
-        solve_neuron, Q=Q, keep=keep, block=block, time_limit=time_limit, gap=gap,
-        enumerate_limit=enumerate_limit, lam_min=float(np.linalg.eigvalsh(Q)[0]),
-        rounds=rounds, seed=seed, solver=solver,
+        solve_neuron, Q=Q, keep=keep, block=block, time_limit=time_limit,
+        node_limit=node_limit, gap=gap, enumerate_limit=enumerate_limit,
+        lam_min=float(np.linalg.eigvalsh(Q)[0]), rounds=rounds, seed=seed, solver=solver,
     )  # fmt: skip
     rows = list(W1)
 
