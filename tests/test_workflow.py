@@ -144,7 +144,8 @@ def test_editing_a_pruning_setting_reruns_that_method_and_what_follows(smoke_run
 @pytest.mark.slow
 def test_editing_an_analysis_setting_reruns_only_that_analysis(smoke_run):
     jobs = _edited(smoke_run, lambda c: c["analysis"].update(bootstrap=300))
-    assert set(jobs) == {"quintile_survival", "all"}
+    # record_config: the report's copy of the config follows every edit
+    assert set(jobs) == {"quintile_survival", "record_config", "all"}
 
 
 ALIGN_UPSTREAM = {"make_align_dataset", "train_align_net", "estimate_align_hessian"}
@@ -155,7 +156,8 @@ def test_editing_finetuning_reruns_only_finetuning_and_its_tables(smoke_run):
     jobs = _edited(smoke_run, lambda c: c["align"]["finetuning"].update(epochs=3))
     # one fine-tuning job per task x structure x trial; figures read the accuracy table
     assert jobs["finetune_align_nets"] == 4 and jobs["align_accuracy_table"] == 1
-    assert set(jobs) <= {"finetune_align_nets", "align_accuracy_table", "plot_align_figure", "all"}
+    rerun = {"finetune_align_nets", "align_accuracy_table", "plot_align_figure", "record_config"}
+    assert set(jobs) <= rerun | {"all"}
 
 
 @pytest.mark.slow
