@@ -1,8 +1,7 @@
 """Jobs killed mid-write, and the switch that deletes large intermediates once they are used.
 
-Each test works on a copy of the finished smoke run, kills a real Snakemake run with
-SIGKILL (Snakemake and its job together, as when a node dies), and checks what the next
-run sees and does.
+Each test works on a copy of the finished smoke run, SIGKILLs the job a real Snakemake
+run is running (as when the job's node dies), and checks what the next run sees and does.
 """
 
 from __future__ import annotations
@@ -43,9 +42,27 @@ def wait_until(condition: Callable[[], bool], process: subprocess.Popen, what: s
         time.sleep(0.01)
 
 
-def kill_run_when(work: Path, args: list[str], condition: Callable[[], bool], what: str) -> None:
-    """Start ``snakemake ARGS`` in its own process group and SIGKILL the group once
-    ``condition`` holds. Targets go first in ARGS: --configfile takes every word after it."""
+def job_processes(group: int, script: str) -> list[int]:
+    """Processes of the run's process group whose command line runs ``script``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if script in command and os.getpgid(int(entry.name)) == group:
+                pids.append(int(entry.name))
+        except (OSError, ProcessLookupError):
+            continue
+    return pids
+
+
+def kill_job_when(
+    work: Path, args: list[str], script: str, condition: Callable[[], bool], what: str
+) -> None:
+    """Run ``snakemake ARGS`` and SIGKILL the job running ``script`` once ``condition``
+    holds, as when a job's node dies; Snakemake itself lives on and must see the failure.
+    Targets go first in ARGS: --configfile takes every word after it."""
     run = subprocess.Popen(
         [sys.executable, "-m", "snakemake", "--cores", "1", *args],
         cwd=work,
@@ -55,9 +72,15 @@ def kill_run_when(work: Path, args: list[str], condition: Callable[[], bool], wh
     )
     try:
         wait_until(condition, run, what)
+        jobs = job_processes(run.pid, script)
+        assert jobs, f"no process runs {script}"
+        for pid in jobs:
+            os.kill(pid, signal.SIGKILL)
+        assert run.wait(timeout=120) != 0, "Snakemake should report the killed job"
     finally:
-        os.killpg(run.pid, signal.SIGKILL)
-        run.wait()
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
 
 
 def edited_smoke(work: Path, name: str, edit: Callable[[dict], None]) -> tuple[str, str]:
@@ -79,9 +102,10 @@ def test_capture_killed_mid_write_is_recomputed_with_exactly_its_dependents(fini
     }
 
     partial = finished / CACHE.with_name(CACHE.name + ".partial")
-    kill_run_when(
+    kill_job_when(
         finished,
         [target, *edited],
+        "capture_activations.py",
         lambda: partial.exists() and partial.stat().st_size > 1_000_000,
         "the cache was half written",
     )
@@ -105,9 +129,10 @@ def test_sae_training_killed_midway_leaves_nothing_and_is_rerun_alone(finished):
 
     log = finished / "results/logs/train_sae/tiny/dense/L1/seed0.log"
     log.unlink()
-    kill_run_when(
+    kill_job_when(
         finished,
         [target, *long],
+        "train_sae.py",
         lambda: log.exists() and "step 50: resampled" in log.read_text(errors="replace"),
         "the SAE was 50 steps into training",
     )
