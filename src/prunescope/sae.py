@@ -23,8 +23,8 @@ from safetensors.torch import save_file
 from torch import nn
 from tqdm import tqdm
 
-from prunescope.activations import open_cache, read_cache_info
-from prunescope.artifacts import damaged, nan_or_inf, read_safetensors, require_file
+from prunescope.activations import CACHE, read_cache_info
+from prunescope.artifacts import damaged, nan_or_inf, open_hdf5, read_safetensors, require_file
 from prunescope.io import atomic_path, read_json, write_json
 from prunescope.models import pick_device
 
@@ -484,7 +484,8 @@ def train_sae(
     mean, std, d_model = _training_stats(info, cache_path, cfg)
     cache_attrs = {key: _jsonable(value) for key, value in info["attrs"].items()}
     activations = f"layer {cache_attrs.get('layer', '?')} activations in {cache_path}"
-    with open_cache(cache_path) as cache:
+    # validated just above: open it without reading its metadata a second time
+    with open_hdf5(cache_path, CACHE) as cache:
         train_rows, eval_rows = cache["train"], cache["eval"]
         init_seed, data_seed, resample_seed = np.random.SeedSequence(cfg.seed).generate_state(3)
         sae = TopKSAE(
