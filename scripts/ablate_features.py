@@ -17,7 +17,7 @@ with rule_logging(snakemake.log[0], snakemake.threads, gpus=snakemake.resources.
     cfg = p.ablation
     match = load_matches(snakemake.input.match)
     sae_dir = Path(snakemake.input.sae).parent
-    firing = np.asarray(read_json(sae_dir / "metrics.json")["firing_rate"])
+    firing = np.asarray(read_json(snakemake.input.sae_metrics)["firing_rate"])
     # Dense features are ranked by their best cosine in the pruned SAE, pruned features
     # by their best cosine in the dense SAE.
     cosine = match.a_best_cos if w.side == "dense" else match.b_best_cos

@@ -1,16 +1,13 @@
 """Table B.1: SAE reconstruction quality averaged over seeds."""
 
-from pathlib import Path
-
 from prunescope.analysis import condition_columns, sae_quality_table
 from prunescope.io import atomic_path, read_json
 from prunescope.runlog import rule_logging
 
 with rule_logging(snakemake.log[0]) as log:
     records = []
-    for path in snakemake.input:
-        cfg = read_json(Path(path).with_name("cfg.json"))
-        metrics = read_json(path)
+    for metrics_path, cfg_path in zip(snakemake.input.metrics, snakemake.input.cfgs, strict=True):
+        cfg, metrics = read_json(cfg_path), read_json(metrics_path)
         prov = cfg["provenance"]
         records.append(
             {

@@ -4,7 +4,9 @@
 rule match_dictionaries:
     input:
         a="results/sae/{model}/{cond_a}/L{layer}/seed{seed_a}/sae.safetensors",
+        a_cfg="results/sae/{model}/{cond_a}/L{layer}/seed{seed_a}/cfg.json",
         b="results/sae/{model}/{cond_b}/L{layer}/seed{seed_b}/sae.safetensors",
+        b_cfg="results/sae/{model}/{cond_b}/L{layer}/seed{seed_b}/cfg.json",
     output:
         "results/matches/{model}/L{layer}/{cond_a}_seed{seed_a}__{cond_b}_seed{seed_b}.h5",
     log:
@@ -83,6 +85,7 @@ rule feature_survival:
 rule evaluate_transfer:
     input:
         sae=reference_sae("dense", "sae.safetensors"),
+        sae_cfg=reference_sae("dense", "cfg.json"),
         activations="results/activations/{model}/{cond}/L{layer}.h5",
     output:
         "results/transfer/{model}/L{layer}/{cond}.json",
@@ -193,7 +196,9 @@ rule logistic_fit:
 rule ablate_features:
     input:
         match=reference_match,
-        sae=ablated_sae,
+        sae=ablated_sae("sae.safetensors"),
+        sae_cfg=ablated_sae("cfg.json"),
+        sae_metrics=ablated_sae("metrics.json"),
         model=ablated_model,
         prompts=model_corpus_split("eval"),
     output:
@@ -261,7 +266,8 @@ rule perplexity_table:
 
 rule sae_quality_table:
     input:
-        all_sae_metrics,
+        metrics=all_sae_files("metrics.json"),
+        cfgs=all_sae_files("cfg.json"),
     output:
         report(
             "results/tables/tableB1.csv",

@@ -128,11 +128,16 @@ all_perplexities = [
     for model in config["models"]
     for cond in conditions(config, model)
 ]
-all_sae_metrics = _each(
-    lambda c, m, l, cond: [
-        f"{sae_dir(m, cond, l, seed)}/metrics.json" for seed in c["sae"]["seeds"]
-    ]
-)
+
+
+def all_sae_files(filename):
+    return _each(
+        lambda c, m, l, cond: [
+            f"{sae_dir(m, cond, l, seed)}/{filename}" for seed in c["sae"]["seeds"]
+        ]
+    )
+
+
 all_ablation_results = [
     f"results/ablation/{model}/L{layer}/{ablation_condition(config, model)}/{side}.json"
     for model, layer in model_layers(config)
@@ -158,9 +163,12 @@ def reference_match(wildcards):
     )
 
 
-def ablated_sae(wildcards):
-    cond = "dense" if wildcards.side == "dense" else wildcards.cond
-    return f"{sae_dir(wildcards.model, cond, wildcards.layer, REFERENCE_SEED)}/sae.safetensors"
+def ablated_sae(filename):
+    def path(wildcards):
+        cond = "dense" if wildcards.side == "dense" else wildcards.cond
+        return f"{sae_dir(wildcards.model, cond, wildcards.layer, REFERENCE_SEED)}/{filename}"
+
+    return path
 
 
 def ablated_model(wildcards):
