@@ -1,7 +1,5 @@
 """Study ALIGN: every method x sparsity pruned from one dense net, measured before fine-tuning."""
 
-import numpy as np
-
 from prunescope.align.data import load_dataset
 from prunescope.align.experiment import (
     load_mip_solution,
@@ -10,6 +8,7 @@ from prunescope.align.experiment import (
     save_variant_nets,
 )
 from prunescope.align.net import load_nets
+from prunescope.artifacts import read_npy
 from prunescope.io import write_csv
 from prunescope.runlog import rule_logging
 
@@ -25,8 +24,8 @@ with rule_logging(snakemake.log[0], snakemake.threads):
         dense,
         variant_list,
         structure=p.structure,
-        hessian=np.load(snakemake.input.hessian),
-        hessian_inverse=np.load(snakemake.input.hessian_inverse),
+        hessian=read_npy(snakemake.input.hessian, "ALIGN Hessian"),
+        hessian_inverse=read_npy(snakemake.input.hessian_inverse, "ALIGN Hessian inverse"),
         mip_solutions=mip,
     )
     save_variant_nets(snakemake.output.nets, nets, masks)

@@ -12,6 +12,7 @@ import re
 
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -23,9 +24,15 @@ from test_sae import FAST, random_sae
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from prunescope.activations import capture_activations, open_cache, read_cache_info
-from prunescope.align.experiment import load_variant_nets, save_variant_nets
+from prunescope.align.data import load_dataset, sample_dnf_dataset, save_dataset
+from prunescope.align.experiment import (
+    load_mip_solution,
+    load_variant_nets,
+    save_mip_solution,
+    save_variant_nets,
+)
 from prunescope.align.net import AlignNets, load_nets, load_nets_metadata, save_nets
-from prunescope.artifacts import CorruptFileError, open_hdf5
+from prunescope.artifacts import CorruptFileError, open_hdf5, read_npy
 from prunescope.checkpoints import save_pruned
 from prunescope.io import read_json
 from prunescope.matching import PAPER_TAUS, load_matches, match_dictionaries, save_matches
@@ -284,6 +291,69 @@ def test_pruned_align_nets_without_fitting_masks_are_named(tmp_path):
     save_variant_nets(path, nets, np.ones((2, D_IN, D_IN - 1), dtype=bool))
     with pytest.raises(CorruptFileError, match=names(path, r"has masks of shape \(2, 8, 7\)")):
         load_variant_nets(path)
+
+
+# ----------------------------------------------------------------- Study ALIGN arrays
+
+
+@pytest.fixture
+def dataset_file(tmp_path):
+    path = tmp_path / "trial0.npz"
+    save_dataset(path, sample_dnf_dataset(12, 40, 20, seed=0))
+    return path
+
+
+def mip_solution_file(path, weights):
+    frame = pd.DataFrame({"status": ["optimal", "gaplimit"], "bound": [0.5, np.inf]})
+    labels = {"task": "dnf12", "structure": "unstructured", "trial": 0, "sparsity": 0.5}
+    save_mip_solution(path, weights != 0, weights, frame, **labels)
+    return path
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_damaged_align_arrays_are_named(dataset_file, tmp_path, fault):
+    damage, problem = FAULTS[fault]
+    solution = mip_solution_file(tmp_path / "s0.5.npz", np.eye(2))
+    hessian = tmp_path / "hessian.npy"
+    np.save(hessian, np.eye(4))
+    for path, read, what in (
+        (dataset_file, load_dataset, "ALIGN dataset"),
+        (solution, load_mip_solution, "MIP solution"),
+        (hessian, lambda path: read_npy(path, "ALIGN Hessian"), "ALIGN Hessian"),
+    ):
+        damage(path)
+        with pytest.raises(CorruptFileError, match=f"{what} " + names(path, problem)):
+            read(path)
+
+
+def test_garbage_inside_an_align_dataset_fails_its_checksum(dataset_file):
+    overwrite(dataset_file, dataset_file.stat().st_size // 2, length=16)
+    with pytest.raises(CorruptFileError, match=names(dataset_file, "is truncated or corrupt")):
+        load_dataset(dataset_file)
+
+
+def test_align_arrays_with_a_missing_or_non_finite_array_are_refused(dataset_file, tmp_path):
+    arrays = dict(np.load(dataset_file))
+    np.savez(dataset_file, **{k: v for k, v in arrays.items() if k != "y_test"})
+    with pytest.raises(
+        CorruptFileError, match=names(dataset_file, r"lacks the arrays \['y_test'\]")
+    ):
+        load_dataset(dataset_file)
+    solution = mip_solution_file(tmp_path / "s0.5.npz", np.array([[1.0, np.nan], [0.0, 1.0]]))
+    with pytest.raises(CorruptFileError, match=names(solution, "has NaN in array 'weights'")):
+        load_mip_solution(solution)
+    # a bound of inf (no bound proven) is data, not damage
+    intact = mip_solution_file(tmp_path / "s0.75.npz", np.eye(2))
+    assert np.isinf(load_mip_solution(intact)["neuron_bound"][1])
+    hessian = tmp_path / "hessian.npy"
+    np.save(hessian, np.full((2, 2), np.inf))
+    with pytest.raises(CorruptFileError, match=names(hessian, "has Inf in its values")):
+        read_npy(hessian, "ALIGN Hessian")
+
+
+def test_missing_align_arrays_are_not_called_corrupt(tmp_path):
+    with pytest.raises(FileNotFoundError, match="ALIGN dataset .*trial0.npz does not exist"):
+        load_dataset(tmp_path / "trial0.npz")
 
 
 # ----------------------------------------------------------------- model checkpoints

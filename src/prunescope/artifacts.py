@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 
@@ -25,8 +27,18 @@ if TYPE_CHECKING:
 
 # What h5py, safetensors, json and numpy raise on a file that is cut short or overwritten:
 # h5py raises OSError (unreadable), KeyError (a damaged object) and RuntimeError (damaged
-# attributes); a field with garbage in it gives ValueError or TypeError when converted.
-_READ_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError, EOFError, SafetensorError)
+# attributes); a field with garbage in it gives ValueError or TypeError when converted; an
+# .npz is a zip archive, checksummed per member.
+_READ_ERRORS = (
+    OSError,
+    RuntimeError,
+    KeyError,
+    ValueError,
+    TypeError,
+    EOFError,
+    SafetensorError,
+    zipfile.BadZipFile,
+)
 
 
 class CorruptFileError(ValueError):
@@ -120,6 +132,52 @@ def read_safetensors_header(
     with reading(path, what), safe_open(str(path), framework="pt") as handle:
         shapes = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}  # noqa: SIM118
         return shapes, dict(handle.metadata() or {})
+
+
+def read_npz(
+    path: str | os.PathLike, what: str, required: tuple[str, ...] = ()
+) -> dict[str, np.ndarray]:
+    """Every array of an .npz file, read whole (each member's CRC is checked as it is read).
+
+    Pickled arrays are refused, since no stage writes them. The arrays named in ``required``
+    must be there and, when floating-point, finite (other arrays may hold a bound of inf).
+    """
+    path = require_file(path, what)
+    with reading(path, what), _no_pickles(), np.load(path, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    missing = [name for name in required if name not in arrays]
+    if missing:
+        raise damaged(what, path, f"lacks the arrays {missing}, so it is incomplete")
+    for name in required:
+        _require_finite(arrays[name], what, path, f"array {name!r}")
+    return arrays
+
+
+def read_npy(path: str | os.PathLike, what: str) -> np.ndarray:
+    """The array in an .npy file; a truncated file, garbage or NaN/Inf is refused."""
+    path = require_file(path, what)
+    with reading(path, what), _no_pickles():
+        values = np.load(path, allow_pickle=False)
+    _require_finite(values, what, path, "its values")
+    return values
+
+
+@contextlib.contextmanager
+def _no_pickles() -> Iterator[None]:
+    """numpy takes a garbled .npy header for a pickle and suggests loading it unsafely;
+    no stage writes pickles, so say what it is instead."""
+    try:
+        yield
+    except ValueError as err:
+        if "pickled" not in str(err):
+            raise
+        raise ValueError("its array header is unreadable") from err
+
+
+def _require_finite(values: np.ndarray, what: str, path: Path, name: str) -> None:
+    if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
+        kind = "NaN" if np.isnan(values).any() else "Inf"
+        raise damaged(what, path, f"has {kind} in {name}, so it is corrupt")
 
 
 def nan_or_inf(values: torch.Tensor) -> str:

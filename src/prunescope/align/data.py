@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from prunescope.artifacts import read_npz
 from prunescope.io import atomic_path
 
 log = logging.getLogger("prunescope")
@@ -158,6 +159,9 @@ def digits_dataset(*, test_fraction: float, seed: int) -> Dataset:
     return Dataset(x_train, y_train, x_test, y_test, clauses=None, classes=10)
 
 
+DATASET_ARRAYS = ("x_train", "y_train", "x_test", "y_test", "classes")
+
+
 def save_dataset(path: str | os.PathLike, ds: Dataset) -> None:
     """Write ``ds`` to an .npz file atomically (``clauses`` stored only when present)."""
     arrays = {
@@ -176,15 +180,15 @@ def save_dataset(path: str | os.PathLike, ds: Dataset) -> None:
 
 def load_dataset(path: str | os.PathLike) -> Dataset:
     """Read a dataset written by :func:`save_dataset`."""
-    with np.load(path) as data:
-        return Dataset(
-            x_train=data["x_train"],
-            y_train=data["y_train"],
-            x_test=data["x_test"],
-            y_test=data["y_test"],
-            clauses=data["clauses"] if "clauses" in data.files else None,
-            classes=int(data["classes"]),
-        )
+    data = read_npz(path, "ALIGN dataset", required=DATASET_ARRAYS)
+    return Dataset(
+        x_train=data["x_train"],
+        y_train=data["y_train"],
+        x_test=data["x_test"],
+        y_test=data["y_test"],
+        clauses=data.get("clauses"),
+        classes=int(data["classes"]),
+    )
 
 
 def check_clauses(clauses: np.ndarray, literals: int) -> np.ndarray:

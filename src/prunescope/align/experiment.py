@@ -29,7 +29,7 @@ from prunescope.align.prune import (
     relative_divergence,
     select_mask,
 )
-from prunescope.artifacts import damaged, read_safetensors
+from prunescope.artifacts import damaged, read_npz, read_safetensors
 from prunescope.io import atomic_path
 
 log = logging.getLogger("prunescope")
@@ -107,8 +107,7 @@ def train_dense_net(
 
 
 def load_mip_solution(path) -> dict[str, np.ndarray]:
-    with np.load(path) as solution:
-        return {key: solution[key] for key in solution.files}
+    return read_npz(path, "MIP solution", required=("mask", "weights", "label_sparsity"))
 
 
 def save_mip_solution(
