@@ -1,15 +1,15 @@
 """Cache fp32 residual-stream activations of one condition at one layer (HDF5)."""
 
-from prunescope.activations import capture_activations
+from prunescope.activations import SETTINGS_ATTR, capture_activations, settings_record
 from prunescope.corpus import windows_from_jsonl
 from prunescope.models import check_layer_index, load_causal_lm
 from prunescope.runlog import rule_logging
 
 with rule_logging(snakemake.log[0], snakemake.threads, gpus=snakemake.resources.gpu) as log:
     p = snakemake.params
-    cfg = p.activations
+    cfg = p.settings["activations"]
     layer = int(snakemake.wildcards.layer)
-    model, tokenizer = load_causal_lm(snakemake.input.model, p.dtype, p.device)
+    model, tokenizer = load_causal_lm(snakemake.input.model, p.settings["dtype"], p.device)
     check_layer_index(model, layer)
     splits = {
         name: windows_from_jsonl(tokenizer, snakemake.input[name], cfg["context"], n_tokens)
@@ -24,8 +24,9 @@ with rule_logging(snakemake.log[0], snakemake.threads, gpus=snakemake.resources.
         provenance={
             "model": snakemake.wildcards.model,
             "condition": snakemake.wildcards.cond,
-            "corpus": p.corpus,
+            "corpus": p.settings["corpus"],
             "model_path": snakemake.input.model,
+            SETTINGS_ATTR: settings_record(p.settings),
         },
         batch_size=cfg["batch_size"],
         stats_samples=cfg["stats_samples"],

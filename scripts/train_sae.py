@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from prunescope.activations import check_capture_settings
 from prunescope.models import pick_device
 from prunescope.runlog import rule_logging
 from prunescope.sae import SAEConfig, train_sae
@@ -10,6 +11,7 @@ with rule_logging(snakemake.log[0], snakemake.threads, gpus=snakemake.resources.
     p = snakemake.params
     cfg = SAEConfig(**p.sae, seed=p.seed)
     w = snakemake.wildcards
+    check_capture_settings(snakemake.input[0], p.capture)
     metrics = train_sae(
         snakemake.input[0],
         cfg,

@@ -10,12 +10,17 @@ from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, Llama
 
 from prunescope.activations import (
     DEFAULT_CHUNK_ROWS,
+    SETTINGS_ATTR,
     ChunkWriter,
     RunningMoments,
+    StaleCacheError,
     all_finite,
     capture_activations,
+    check_capture_settings,
     open_cache,
     read_cache_info,
+    setting_changes,
+    settings_record,
 )
 from prunescope.artifacts import CorruptFileError
 
@@ -288,3 +293,37 @@ def test_truncated_or_incomplete_cache_gets_a_clear_error(tmp_path, splits):
 
     with pytest.raises(FileNotFoundError, match="missing.h5"):
         read_cache_info(tmp_path / "missing.h5")
+
+
+SETTINGS = {
+    "corpus": "stdlib",
+    "dtype": "float32",
+    "activations": {"context": CONTEXT, "batch_size": 3, "skip_bos": True},
+}
+
+
+def test_setting_changes_name_every_leaf_that_differs():
+    now = {**SETTINGS, "dtype": "bfloat16", "activations": {"context": CONTEXT, "skip_bos": True}}
+    assert list(setting_changes(SETTINGS, now)) == [
+        "activations.batch_size: 3 -> None",
+        "dtype: 'float32' -> 'bfloat16'",
+    ]
+    assert list(setting_changes(SETTINGS, dict(reversed(SETTINGS.items())))) == []
+
+
+def test_a_cache_is_refused_by_a_config_that_asks_for_other_capture_settings(splits, tmp_path):
+    out = tmp_path / "L1.h5"
+    provenance = {**PROVENANCE, SETTINGS_ATTR: settings_record(SETTINGS)}
+    capture_activations(build("llama"), 1, splits, out, provenance=provenance, batch_size=3)
+    # the same settings in another key order pass
+    check_capture_settings(out, {key: SETTINGS[key] for key in sorted(SETTINGS, reverse=True)})
+    edited = {**SETTINGS, "activations": {**SETTINGS["activations"], "batch_size": 4}}
+    message = "was captured with other settings .*activations.batch_size: 3 -> 4.*--forcerun"
+    with pytest.raises(StaleCacheError, match=message):
+        check_capture_settings(out, edited)
+
+
+def test_a_cache_that_records_no_capture_settings_is_not_checked(splits, tmp_path):
+    out = tmp_path / "L1.h5"
+    capture_activations(build("llama"), 1, splits, out, provenance=PROVENANCE, batch_size=3)
+    check_capture_settings(out, SETTINGS)

@@ -6,6 +6,7 @@ run is running (as when the job's node dies), and checks what the next run sees 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -18,6 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import planned_jobs, run_snakemake
+
+from prunescope.activations import SETTINGS_ATTR, read_cache_info
 
 pytestmark = pytest.mark.slow
 
@@ -83,6 +86,19 @@ def kill_job_when(
             run.wait()
 
 
+def kill_capture_half_written(work: Path, config_args: tuple[str, ...]) -> Path:
+    """Kill the capture of ``CACHE`` once 1 MB of it is written; returns its .partial."""
+    partial = work / CACHE.with_name(CACHE.name + ".partial")
+    kill_job_when(
+        work,
+        [str(CACHE), *config_args],
+        "capture_activations.py",
+        lambda: partial.exists() and partial.stat().st_size > 1_000_000,
+        "the cache was half written",
+    )
+    return partial
+
+
 def edited_smoke(work: Path, name: str, edit: Callable[[dict], None]) -> tuple[str, str]:
     """``--configfile`` arguments for the smoke preset with ``edit`` applied."""
     config = yaml.safe_load((work / "configs/smoke.yaml").read_text())
@@ -101,14 +117,7 @@ def test_capture_killed_mid_write_is_recomputed_with_exactly_its_dependents(fini
     assert plan_before["capture_activations"] == 1 and plan_before["train_sae"] == 2
     assert "train_local_model" not in plan_before
 
-    partial = finished / CACHE.with_name(CACHE.name + ".partial")
-    kill_job_when(
-        finished,
-        [str(CACHE), *smoke],
-        "capture_activations.py",
-        lambda: partial.exists() and partial.stat().st_size > 1_000_000,
-        "the cache was half written",
-    )
+    partial = kill_capture_half_written(finished, smoke)
     assert not (finished / CACHE).exists()
     assert planned_jobs(run_snakemake("-n", *smoke, cwd=finished)) == plan_before
 
@@ -119,6 +128,25 @@ def test_capture_killed_mid_write_is_recomputed_with_exactly_its_dependents(fini
     for table in ("table2", "table3", "tableB1", "logistic_fit"):
         path = f"results/tables/{table}.csv"
         assert (finished / path).read_bytes() == (smoke_run / path).read_bytes(), table
+
+
+def test_capture_killed_after_a_config_edit_still_reruns_what_the_edit_reaches(finished):
+    # Snakemake deletes a failed job's output and its record, so only the readers' own
+    # record of the capture settings keeps the edit alive for the killed condition.
+    edited = edited_smoke(finished, "edited.yaml", lambda c: c["activations"].update(batch_size=16))
+    target = "results/tables/tableB1.csv"
+    plan_before = planned_jobs(run_snakemake("-n", target, *edited, cwd=finished))
+    assert plan_before["capture_activations"] == 3 and plan_before["train_sae"] == 6
+
+    kill_capture_half_written(finished, edited)
+    assert not (finished / CACHE).exists()
+    assert planned_jobs(run_snakemake("-n", target, *edited, cwd=finished)) == plan_before
+
+    run_snakemake("--cores", "2", target, *edited, cwd=finished)
+    assert "Nothing to be done" in run_snakemake("-n", target, *edited, cwd=finished)
+    for cache in (finished / "results/activations").rglob("*.h5"):
+        recorded = json.loads(read_cache_info(cache)["attrs"][SETTINGS_ATTR])
+        assert recorded["activations"]["batch_size"] == 16, cache
 
 
 def test_sae_training_killed_midway_leaves_nothing_and_is_rerun_alone(finished):

@@ -9,6 +9,7 @@ the provenance of the run as attributes.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 import time
@@ -23,9 +24,12 @@ from tqdm import tqdm
 from prunescope.artifacts import CorruptFileError, damaged, nan_or_inf, open_hdf5, reading
 from prunescope.io import atomic_path
 from prunescope.models import check_layer_index, residual_hook
+from prunescope.plan import canonical
 
 FORMAT_VERSION = 1
 CACHE = "activation cache"
+SETTINGS_ATTR = "capture_settings"
+"""The attribute holding the settings a cache was captured with (JSON, keys sorted)."""
 
 # A reader pulling SAE batches of 2,048-4,096 contiguous rows touches one or two whole
 # chunks, and a chunk stays 8-18 MiB at the paper's widths (2,048 rows x 2,048-2,304 x 4 B):
@@ -344,6 +348,43 @@ def _check_splits(splits: dict[str, torch.Tensor], skip_positions: int, vocab_si
     if not 0 <= skip_positions < context:
         raise ValueError(f"skip_positions {skip_positions} must be in 0..{context - 1}")
     return context
+
+
+def settings_record(settings: dict) -> str:
+    """The capture settings in one spelling, to store under ``SETTINGS_ATTR``."""
+    return json.dumps(canonical(settings), sort_keys=True)
+
+
+class StaleCacheError(ValueError):
+    """An activation cache captured with other settings than the config now asks for."""
+
+
+def check_capture_settings(path: str | os.PathLike, settings: dict) -> None:
+    """Refuse a cache whose recorded capture settings differ from ``settings``.
+
+    A cache is stale when the config was edited and its recapture then failed: the
+    workflow plans the recapture again, but a run told to trust file dates
+    (``--rerun-triggers mtime``) or to ignore a failed job would read the old cache.
+    Caches written before settings were recorded are not checked.
+    """
+    recorded = read_cache_info(path)["attrs"].get(SETTINGS_ATTR)
+    if recorded is None:
+        return
+    changes = list(setting_changes(json.loads(recorded), canonical(settings)))
+    if changes:
+        raise StaleCacheError(
+            f"{CACHE} {path} was captured with other settings than the config asks for now "
+            f"({'; '.join(changes)}); rerun with --forcerun capture_activations"
+        )
+
+
+def setting_changes(before, now, prefix: str = ""):
+    """``"key.sub: old -> new"`` for every leaf that differs between two settings trees."""
+    if isinstance(before, dict) and isinstance(now, dict):
+        for key in sorted(before.keys() | now.keys()):
+            yield from setting_changes(before.get(key), now.get(key), f"{prefix}{key}.")
+    elif before != now:
+        yield f"{prefix.rstrip('.')}: {before!r} -> {now!r}"
 
 
 def _check_provenance(provenance: dict, splits: dict) -> None:

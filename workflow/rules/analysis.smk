@@ -100,6 +100,7 @@ rule evaluate_transfer:
         gpu=1,
     params:
         batch_size=config["sae"]["batch_size"],
+        capture=capture_settings,
         device=config["device"],
     script:
         "../../scripts/evaluate_transfer.py"

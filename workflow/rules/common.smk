@@ -81,6 +81,19 @@ def model_spec(wildcards):
     return config["models"][wildcards.model]
 
 
+def capture_settings(wildcards):
+    """What an activation cache's content follows; the rules that read a cache get it too,
+    so an edit reaches them even when the recapture it starts is killed."""
+    spec = model_spec(wildcards)
+    return canonical(
+        {
+            "activations": config["activations"],
+            "corpus": spec["corpus"],
+            "dtype": spec["dtype"],
+        }
+    )
+
+
 def model_corpus_split(split):
     def inputs(wildcards):
         return f"results/corpus/{model_spec(wildcards)['corpus']}/{split}.jsonl"

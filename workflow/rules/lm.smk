@@ -146,9 +146,7 @@ rule capture_activations:
     resources:
         gpu=1,
     params:
-        activations=canonical(config["activations"]),
-        corpus=lambda wc: model_spec(wc)["corpus"],
-        dtype=lambda wc: model_spec(wc)["dtype"],
+        settings=capture_settings,
         device=config["device"],
     script:
         "../../scripts/capture_activations.py"
@@ -173,6 +171,7 @@ rule train_sae:
     params:
         sae=canonical({k: v for k, v in config["sae"].items() if k != "seeds"}),
         seed=lambda wc: int(wc.seed),
+        capture=capture_settings,
         device=config["device"],
     script:
         "../../scripts/train_sae.py"
