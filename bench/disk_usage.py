@@ -102,7 +102,8 @@ class DiskTrace:
 def by_kind(sizes: Iterable[tuple[str, int]]) -> dict[str, int]:
     totals: dict[str, int] = {}
     for path, size in sizes:
-        totals[kind_of(path)] = totals.get(kind_of(path), 0) + size
+        kind = kind_of(path)
+        totals[kind] = totals.get(kind, 0) + size
     return dict(sorted(totals.items(), key=lambda item: -item[1]))
 
 

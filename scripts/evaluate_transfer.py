@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from prunescope.activations import check_capture_settings, open_cache
+from prunescope.activations import open_cache
 from prunescope.io import write_json
 from prunescope.models import pick_device
 from prunescope.runlog import rule_logging
@@ -10,11 +10,12 @@ from prunescope.sae import evaluate_sae, load_sae
 
 with rule_logging(snakemake.log[0], snakemake.threads, gpus=snakemake.resources.gpu) as log:
     w = snakemake.wildcards
-    check_capture_settings(snakemake.input.activations, snakemake.params.capture)
     # The dense SAE keeps its own normalisation statistics: a practitioner reusing a
     # pretrained SAE on a pruned model does not re-fit them either.
     sae = load_sae(Path(snakemake.input.sae).parent, pick_device(snakemake.params.device))
-    with open_cache(snakemake.input.activations) as cache:
+    with open_cache(
+        snakemake.input.activations, capture_settings=snakemake.params.capture
+    ) as cache:
         source = f"the eval split of layer {w.layer} activations in {snakemake.input.activations}"
         metrics = evaluate_sae(sae, cache["eval"], snakemake.params.batch_size, source)
     result = {

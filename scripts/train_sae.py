@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-from prunescope.activations import check_capture_settings
 from prunescope.models import pick_device
 from prunescope.runlog import rule_logging
 from prunescope.sae import SAEConfig, train_sae
@@ -11,12 +10,12 @@ with rule_logging(snakemake.log[0], snakemake.threads, gpus=snakemake.resources.
     p = snakemake.params
     cfg = SAEConfig(**p.sae, seed=p.seed)
     w = snakemake.wildcards
-    check_capture_settings(snakemake.input[0], p.capture)
     metrics = train_sae(
         snakemake.input[0],
         cfg,
         pick_device(p.device),
         Path(snakemake.output.metrics).parent,
         provenance={"model": w.model, "condition": w.cond, "layer": int(w.layer)},
+        capture_settings=p.capture,
     )
     log.info("FVU %.4f, L0 %.2f, alive %d", metrics["fvu"], metrics["l0"], metrics["alive"])

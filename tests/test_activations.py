@@ -23,6 +23,7 @@ from prunescope.activations import (
     settings_record,
 )
 from prunescope.artifacts import CorruptFileError
+from prunescope.sae import SAEConfig, train_sae
 
 VOCAB = 80
 CONTEXT = 12
@@ -316,14 +317,35 @@ def test_a_cache_is_refused_by_a_config_that_asks_for_other_capture_settings(spl
     provenance = {**PROVENANCE, SETTINGS_ATTR: settings_record(SETTINGS)}
     capture_activations(build("llama"), 1, splits, out, provenance=provenance, batch_size=3)
     # the same settings in another key order pass
-    check_capture_settings(out, {key: SETTINGS[key] for key in sorted(SETTINGS, reverse=True)})
+    reordered = {key: SETTINGS[key] for key in sorted(SETTINGS, reverse=True)}
+    check_capture_settings(read_cache_info(out), reordered)
+    with open_cache(out, capture_settings=reordered) as cache:
+        assert cache["eval"].shape[0] > 0
     edited = {**SETTINGS, "activations": {**SETTINGS["activations"], "batch_size": 4}}
     message = "was captured with other settings .*activations.batch_size: 3 -> 4.*--forcerun"
     with pytest.raises(StaleCacheError, match=message):
-        check_capture_settings(out, edited)
+        check_capture_settings(read_cache_info(out), edited)
+    with pytest.raises(StaleCacheError, match=message):
+        open_cache(out, capture_settings=edited)
 
 
 def test_a_cache_that_records_no_capture_settings_is_not_checked(splits, tmp_path):
     out = tmp_path / "L1.h5"
     capture_activations(build("llama"), 1, splits, out, provenance=PROVENANCE, batch_size=3)
-    check_capture_settings(out, SETTINGS)
+    check_capture_settings(read_cache_info(out), SETTINGS)
+
+
+def test_sae_training_refuses_a_stale_cache_before_writing_anything(splits, tmp_path):
+    out = tmp_path / "L1.h5"
+    provenance = {**PROVENANCE, SETTINGS_ATTR: settings_record(SETTINGS)}
+    capture_activations(build("llama"), 1, splits, out, provenance=provenance, batch_size=3)
+    edited = {**SETTINGS, "dtype": "bfloat16"}
+    with pytest.raises(StaleCacheError, match="dtype: 'float32' -> 'bfloat16'"):
+        train_sae(
+            out,
+            SAEConfig(steps=40, warmup_steps=4, batch_size=16, seed=0),
+            "cpu",
+            tmp_path / "sae",
+            capture_settings=edited,
+        )
+    assert not (tmp_path / "sae").exists()

@@ -256,14 +256,20 @@ def read_cache_info(
 
 
 def open_cache(
-    path: str | os.PathLike, required_splits: tuple[str, ...] = ("train", "eval")
+    path: str | os.PathLike,
+    required_splits: tuple[str, ...] = ("train", "eval"),
+    capture_settings: dict | None = None,
 ) -> contextlib.AbstractContextManager[h5py.File]:
     """Validate an activation cache now and return it to open read-only in a ``with`` block.
 
     Damage that only shows while reading inside the block (HDF5 errors) is reported as a
-    ``CorruptFileError`` naming the file, at no cost to the reads themselves.
+    ``CorruptFileError`` naming the file, at no cost to the reads themselves. With
+    ``capture_settings``, a cache captured with other settings is refused
+    (``check_capture_settings``).
     """
-    read_cache_info(path, required_splits)
+    info = read_cache_info(path, required_splits)
+    if capture_settings is not None:
+        check_capture_settings(info, capture_settings)
     return open_hdf5(path, CACHE)
 
 
@@ -359,22 +365,23 @@ class StaleCacheError(ValueError):
     """An activation cache captured with other settings than the config now asks for."""
 
 
-def check_capture_settings(path: str | os.PathLike, settings: dict) -> None:
-    """Refuse a cache whose recorded capture settings differ from ``settings``.
+def check_capture_settings(info: dict, settings: dict) -> None:
+    """Refuse a cache (``info`` from ``read_cache_info``) whose recorded capture settings
+    differ from ``settings``.
 
     A cache is stale when the config was edited and its recapture then failed: the
     workflow plans the recapture again, but a run told to trust file dates
     (``--rerun-triggers mtime``) or to ignore a failed job would read the old cache.
     Caches written before settings were recorded are not checked.
     """
-    recorded = read_cache_info(path)["attrs"].get(SETTINGS_ATTR)
+    recorded = info["attrs"].get(SETTINGS_ATTR)
     if recorded is None:
         return
     changes = list(setting_changes(json.loads(recorded), canonical(settings)))
     if changes:
         raise StaleCacheError(
-            f"{CACHE} {path} was captured with other settings than the config asks for now "
-            f"({'; '.join(changes)}); rerun with --forcerun capture_activations"
+            f"{CACHE} {info['path']} was captured with other settings than the config asks "
+            f"for now ({'; '.join(changes)}); rerun with --forcerun capture_activations"
         )
 
 

@@ -23,7 +23,7 @@ from safetensors.torch import save_file
 from torch import nn
 from tqdm import tqdm
 
-from prunescope.activations import CACHE, read_cache_info
+from prunescope.activations import CACHE, check_capture_settings, read_cache_info
 from prunescope.artifacts import damaged, nan_or_inf, open_hdf5, read_safetensors, require_file
 from prunescope.io import atomic_path, read_json, write_json
 from prunescope.models import pick_device
@@ -472,15 +472,19 @@ def train_sae(
     device: torch.device | str,
     out_dir,
     provenance: dict | None = None,
+    capture_settings: dict | None = None,
 ) -> dict:
     """Train a TopK SAE on the ``train`` split of an activation cache, evaluate it on the
     ``eval`` split, and write sae.safetensors, cfg.json and (last) metrics.json to ``out_dir``.
+    With ``capture_settings``, a cache captured with other settings is refused first.
     """
     cache_path, out_dir = Path(cache_path), Path(out_dir)
     _check_sae_folder(out_dir)
     device = pick_device(device) if isinstance(device, str) else device
     started = time.perf_counter()
     info = read_cache_info(cache_path)
+    if capture_settings is not None:
+        check_capture_settings(info, capture_settings)
     mean, std, d_model = _training_stats(info, cache_path, cfg)
     cache_attrs = {key: _jsonable(value) for key, value in info["attrs"].items()}
     activations = f"layer {cache_attrs.get('layer', '?')} activations in {cache_path}"
