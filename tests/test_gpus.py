@@ -40,9 +40,15 @@ def test_asking_for_more_devices_than_visible_is_refused(tmp_path):
             pass
 
 
-def _hold(lock_dir: str, devices: list[str], seconds: float, queue) -> None:
+def _hold(lock_dir: str, devices: list[str], seconds: float, holders, queue) -> None:
     with lease_devices(1, devices, lock_dir, poll_seconds=0.01) as leased:
         start = time.monotonic()
+        # The first holders wait until every device is leased, so a slowly
+        # spawning process cannot make the jobs run one after another.
+        with holders.get_lock():
+            holders.value += 1
+        while holders.value < len(devices) and time.monotonic() < start + 60:
+            time.sleep(0.01)
         time.sleep(seconds)
         queue.put((leased[0], start, time.monotonic()))
 
@@ -51,8 +57,10 @@ def test_concurrent_jobs_never_share_a_device(tmp_path):
     devices = ["0", "1", "2"]
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
+    holders = context.Value("i", 0)
     jobs = [
-        context.Process(target=_hold, args=(str(tmp_path), devices, 0.3, queue)) for _ in range(7)
+        context.Process(target=_hold, args=(str(tmp_path), devices, 0.3, holders, queue))
+        for _ in range(7)
     ]
     for job in jobs:
         job.start()
@@ -122,13 +130,21 @@ rule gpu_job:
     script: "job.py"
 """
 
+# The first two jobs wait for each other while holding their lease, so the test
+# sees two concurrent leases however slowly a loaded machine starts each job.
 JOB = """
 import os, time
+from pathlib import Path
 from prunescope.runlog import rule_logging
 
 with rule_logging(snakemake.log[0], snakemake.threads, gpus=snakemake.resources.gpu):
     start = time.time()
-    time.sleep(1.0)
+    started = Path("started")
+    started.mkdir(exist_ok=True)
+    (started / snakemake.wildcards.i).touch()
+    while len(list(started.iterdir())) < 2 and time.time() < start + 120:
+        time.sleep(0.05)
+    time.sleep(0.2)
     device = os.environ["CUDA_VISIBLE_DEVICES"]
     with open(snakemake.output[0], "w") as f:
         f.write(f"{device} {start} {time.time()}")
