@@ -46,7 +46,7 @@ def test_snapshot_lists_nested_files_relative_to_the_folder(tmp_path):
 
 
 def test_a_traced_run_sees_a_file_it_deleted_and_passes_on_the_exit_code(tmp_path, capsys):
-    # writes a 200 kB intermediate, keeps it a while, deletes it and leaves 10 kB behind
+    # writes a 200 kB intermediate, keeps it 2 s (40 samples), deletes it and leaves 10 kB behind
     script = textwrap.dedent(
         """
         import pathlib, sys, time
@@ -54,7 +54,7 @@ def test_a_traced_run_sees_a_file_it_deleted_and_passes_on_the_exit_code(tmp_pat
         folder.mkdir()
         (folder / "activations").mkdir()
         (folder / "activations" / "L1.h5").write_bytes(b"x" * 200_000)
-        time.sleep(0.6)
+        time.sleep(2.0)
         (folder / "activations" / "L1.h5").unlink()
         (folder / "table.csv").write_bytes(b"y" * 10_000)
         sys.exit(3)
