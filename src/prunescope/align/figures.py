@@ -235,50 +235,51 @@ def _pattern_panel(ax, frame: pd.DataFrame, x: str, relative: bool) -> None:
         )
 
 
-def fig2(accuracy, training, sweep):
-    """Training loss and code prevalence as magnitude pruning sparsifies W1."""
-    task_list = _dnf_tasks(sweep)
+def _loss_and_codes(rows, x, xlabel, codes_label, relative, title):
+    """Training loss above and code prevalence below, over ``x``, one column per DNF task."""
+    task_list = _dnf_tasks(rows)
     fig, axes = _panels(2, len(task_list))
     for col, task in enumerate(task_list):
-        rows = _select(sweep, task=task)
+        task_rows = _select(rows, task=task)
         _errorbars(
             axes[0][col],
-            summarise(rows, ["sparsity"], ["train_loss"]),
-            "sparsity",
+            summarise(task_rows, [x], ["train_loss"]),
+            x,
             "train_loss",
             marker="o",
             color="black",
         )
         axes[0][col].set(title=task, ylabel="training loss")
-        _pattern_panel(axes[1][col], rows, "sparsity", relative=True)
-        axes[1][col].set(xlabel="W1 sparsity per neuron (MP)", ylabel="codes / dense codes")
+        _pattern_panel(axes[1][col], task_rows, x, relative=relative)
+        axes[1][col].set(xlabel=xlabel, ylabel=codes_label)
     axes[1][0].legend(fontsize=7)
-    fig.suptitle("Fig. 2: loss rises as 4P-positive codes degrade under magnitude pruning")
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def fig2(accuracy, training, sweep):
+    """Training loss and code prevalence as magnitude pruning sparsifies W1."""
+    return _loss_and_codes(
+        sweep,
+        "sparsity",
+        "W1 sparsity per neuron (MP)",
+        "codes / dense codes",
+        relative=True,
+        title="Fig. 2: loss rises as 4P-positive codes degrade under magnitude pruning",
+    )
 
 
 def figA1(accuracy, training, sweep):
     """Code prevalence and loss over training of the dense nets."""
-    task_list = _dnf_tasks(training)
-    fig, axes = _panels(2, len(task_list))
-    for col, task in enumerate(task_list):
-        rows = _select(training, task=task)
-        _errorbars(
-            axes[0][col],
-            summarise(rows, ["epoch"], ["train_loss"]),
-            "epoch",
-            "train_loss",
-            marker="o",
-            color="black",
-        )
-        axes[0][col].set(title=task, ylabel="training loss")
-        _pattern_panel(axes[1][col], rows, "epoch", relative=False)
-        axes[1][col].set(xlabel="epoch", ylabel="neuron–clause codes")
-    axes[1][0].legend(fontsize=7)
-    fig.suptitle("Fig. A1: codes emerge as the training loss falls")
-    fig.tight_layout()
-    return fig
+    return _loss_and_codes(
+        training,
+        "epoch",
+        "epoch",
+        "neuron–clause codes",
+        relative=False,
+        title="Fig. A1: codes emerge as the training loss falls",
+    )
 
 
 FIGURES = {
