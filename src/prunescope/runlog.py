@@ -22,24 +22,37 @@ def rule_logging(log_path: str | None, threads: int = 1, gpus: int = 0) -> Itera
     import torch
 
     torch.set_num_threads(max(int(threads), 1))
-    if not log_path:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
-        with job_gpus(int(gpus)):
-            yield logging.getLogger("prunescope")
-        return
-    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w", buffering=1) as stream:
-        with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
-            logging.basicConfig(
-                level=logging.INFO, format="%(asctime)s %(message)s", stream=stream, force=True
-            )
-            logger = logging.getLogger("prunescope")
-            try:
-                with job_gpus(int(gpus)):
-                    yield logger
-            except BaseException:
+    log_format = "%(asctime)s %(message)s"
+    with contextlib.ExitStack() as stack:
+        stack.callback(_restore_root_logger, logging.root.handlers[:], logging.root.level)
+        if log_path:
+            Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+            stream = stack.enter_context(open(log_path, "w", buffering=1))
+            stack.enter_context(contextlib.redirect_stdout(stream))
+            stack.enter_context(contextlib.redirect_stderr(stream))
+            logging.basicConfig(level=logging.INFO, format=log_format, stream=stream, force=True)
+        else:
+            logging.basicConfig(level=logging.INFO, format=log_format, force=True)
+        logger = logging.getLogger("prunescope")
+        try:
+            with job_gpus(int(gpus)):
+                yield logger
+        except BaseException:
+            # Without a log file the traceback reaches the terminal anyway.
+            if log_path:
                 logger.exception("failed")
-                raise
+            raise
+
+
+def _restore_root_logger(handlers: list[logging.Handler], level: int) -> None:
+    """Put back the handlers a job found, so none is left writing to a closed log file."""
+    for handler in logging.root.handlers[:]:
+        if handler not in handlers:
+            logging.root.removeHandler(handler)
+            handler.close()
+    for handler in handlers:
+        logging.root.addHandler(handler)
+    logging.root.setLevel(level)
 
 
 def export_to_jobs(library: str | os.PathLike) -> None:
