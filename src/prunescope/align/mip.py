@@ -33,7 +33,7 @@ import pandas as pd
 import scipy.linalg
 from tqdm import tqdm
 
-from prunescope.align.prune import select_mask
+from prunescope.align.prune import block_shape, select_mask
 
 log = logging.getLogger("prunescope")
 
@@ -61,17 +61,6 @@ def _check_row(w: np.ndarray, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return w, Q
 
 
-def _check_block(d: int, block: Block) -> tuple[int, int] | None:
-    if block is None:
-        return None
-    if len(block) != 2:
-        raise ValueError(f"block must be None or a pair (n, m), got {block!r}.")
-    n, m = int(block[0]), int(block[1])
-    if not (0 < n <= m) or d % m != 0:
-        raise ValueError(f"block {block!r} needs 0 < n <= m and m dividing the row length {d}.")
-    return n, m
-
-
 def _check_keep(keep: int) -> int:
     if int(keep) != keep or keep < 0:
         raise ValueError(f"keep must be a non-negative integer, got {keep!r}.")
@@ -84,7 +73,7 @@ def _check_keep(keep: int) -> int:
 def max_support_size(d: int, keep: int, block: Block = None) -> int:
     """Size of a maximal feasible support: ``min(keep, d)``, or ``min(keep, n * d / m)``."""
     keep = _check_keep(keep)
-    shape = _check_block(d, block)
+    shape = block_shape(d, block)
     capacity = d if shape is None else shape[0] * (d // shape[1])
     return min(keep, capacity)
 
@@ -92,7 +81,7 @@ def max_support_size(d: int, keep: int, block: Block = None) -> int:
 def is_feasible_support(support: np.ndarray, keep: int, block: Block = None) -> bool:
     """Whether a bool support has at most ``keep`` entries and respects the block limit."""
     support = np.asarray(support, dtype=bool)
-    shape = _check_block(support.size, block)
+    shape = block_shape(support.size, block)
     if support.sum() > keep:
         return False
     if shape is None:
@@ -104,7 +93,7 @@ def is_feasible_support(support: np.ndarray, keep: int, block: Block = None) -> 
 def count_supports(d: int, keep: int, block: Block = None) -> int:
     """How many maximal feasible supports :func:`enumerate_best_subset` visits."""
     k = max_support_size(d, keep, block)
-    shape = _check_block(d, block)
+    shape = block_shape(d, block)
     if shape is None:
         return math.comb(d, k)
     n, m = shape
@@ -210,7 +199,7 @@ def enumerate_best_subset(
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Exact optimum ``(mask, weights, objective)`` by visiting every maximal feasible support."""
     w, Q = _check_row(w, Q)
-    shape = _check_block(w.size, block)
+    shape = block_shape(w.size, block)
     k = max_support_size(w.size, keep, block)
     supports = _iter_supports(w.size, k, shape)
     best_objective, best_support = np.inf, next(_iter_supports(w.size, k, shape))
@@ -310,7 +299,7 @@ def greedy_backward(w: np.ndarray, Q: np.ndarray, keep: int, block: Block = None
     support with the lower refitted objective is returned (backward on ties).
     """
     w, Q = _check_row(w, Q)
-    shape = _check_block(w.size, block)
+    shape = block_shape(w.size, block)
     k = max_support_size(w.size, keep, block)
     backward = _backward_elimination(w, Q, k, shape)
     forward = _forward_selection(w, Q, k, shape)
@@ -680,7 +669,7 @@ def branch_and_bound(
     """
     node_limit = _check_node_limit(node_limit)
     w, Q = _check_row(w, Q)
-    shape = _check_block(w.size, block)
+    shape = block_shape(w.size, block)
     k = max_support_size(w.size, _check_keep(keep), block)
     if incumbent is None:
         incumbent = _warm_start(w, Q, k, shape)
@@ -756,7 +745,7 @@ def improve_support(
     the kicks reach and the exact windows polish.
     """
     w, Q = _check_row(w, Q)
-    shape = _check_block(w.size, block)
+    shape = block_shape(w.size, block)
     budget = _Budget(deadline, _node_cap(_check_node_limit(node_limit), 1.0))
     return _improve(w, Q, support, shape, rounds, window, seed, budget)
 
@@ -1003,7 +992,7 @@ def solve_neuron(
     node_limit = _check_node_limit(node_limit)
     started = time.perf_counter()
     w, Q = _check_row(w, Q)
-    shape = _check_block(w.size, block)
+    shape = block_shape(w.size, block)
     keep = _check_keep(keep)
     d = w.size
     k = max_support_size(d, keep, block)
@@ -1096,7 +1085,7 @@ def solve_layer(
         raise ValueError(f"W1 (h, d) and C0 (d, d_in) disagree: {W1.shape} and {C0.shape}.")
     if threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}.")
-    _check_block(W1.shape[1], block)
+    block_shape(W1.shape[1], block)
     _check_keep(keep)
     _check_node_limit(node_limit)
     Q = C0 @ C0.T

@@ -31,17 +31,26 @@ NEEDS_MIP = frozenset({"mip", "flo", "mip_mask"})
 # --------------------------------------------------------------------------- masks
 
 
-def _check_block(d: int, keep: int, block: tuple[int, int] | None) -> None:
-    if not 1 <= keep <= d:
-        raise ValueError(f"keep must lie in [1, {d}], got {keep}")
+def block_shape(d: int, block: tuple[int, int] | None) -> tuple[int, int] | None:
+    """``block`` as an ``(n, m)`` pair of ints, checked against the row length ``d``."""
     if block is None:
-        return
-    n, m = block
+        return None
+    if len(block) != 2:
+        raise ValueError(f"block must be None or a pair (n, m), got {block!r}")
+    n, m = int(block[0]), int(block[1])
     if not 1 <= n <= m:
-        raise ValueError(f"block (n, m) needs 1 <= n <= m, got {block}")
+        raise ValueError(f"block (n, m) needs 1 <= n <= m, got {block!r}")
     if d % m:
         raise ValueError(f"block size m={m} does not divide the row length d={d}")
-    if keep > n * (d // m):
+    return n, m
+
+
+def _check_keep_and_block(d: int, keep: int, block: tuple[int, int] | None) -> None:
+    if not 1 <= keep <= d:
+        raise ValueError(f"keep must lie in [1, {d}], got {keep}")
+    shape = block_shape(d, block)
+    if shape is not None and keep > shape[0] * (d // shape[1]):
+        n, m = shape
         raise ValueError(f"keep={keep} exceeds the {n * (d // m)} weights a {n}:{m} row allows")
 
 
@@ -58,7 +67,7 @@ def select_mask(scores: np.ndarray, keep: int, block: tuple[int, int] | None = N
     if not np.all(np.isfinite(scores)):
         raise ValueError("scores contain NaN or infinite values")
     h, d = scores.shape
-    _check_block(d, keep, block)
+    _check_keep_and_block(d, keep, block)
     order = np.argsort(-scores, axis=1, kind="stable")
     if block is not None:
         n, m = block
@@ -81,7 +90,7 @@ def check_mask(mask: np.ndarray, keep: int, block: tuple[int, int] | None = None
     if mask.ndim != 2 or mask.dtype != bool:
         raise ValueError(f"mask must be a 2-D bool array, got {mask.dtype} of shape {mask.shape}")
     h, d = mask.shape
-    _check_block(d, keep, block)
+    _check_keep_and_block(d, keep, block)
     counts = mask.sum(axis=1)
     if np.any(counts != keep):
         raise ValueError(f"mask keeps {sorted(set(counts.tolist()))} weights per row, not {keep}")
