@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tiny_lms import tiny_causal_lm
 from torch import nn
-from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM
 
 from prunescope.ablation import (
     _BlockOutputHook,
@@ -21,15 +21,6 @@ from prunescope.sae import TopKSAE
 
 VOCAB, HIDDEN, CONTEXT, LAYER = 128, 32, 10, 0
 D_SAE, K = 64, 4
-SHARED = dict(
-    vocab_size=VOCAB,
-    hidden_size=HIDDEN,
-    intermediate_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    max_position_embeddings=64,
-)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -44,17 +35,9 @@ def one_thread():
 def tiny_model(kind: str) -> nn.Module:
     """A tiny random model whose weights are scaled up from HF's 0.02 init, so its
     next-token distributions are far from uniform and ablations move them measurably."""
-    torch.manual_seed(0)
-    if kind == "llama":
-        model = LlamaForCausalLM(LlamaConfig(**SHARED))
-    else:
-        config = Gemma3TextConfig(
-            **SHARED,
-            head_dim=8,
-            sliding_window=4,
-            layer_types=["sliding_attention", "full_attention"],
-        )
-        model = Gemma3ForCausalLM(config)
+    layer_types = {"gemma3": ["sliding_attention", "full_attention"]}.get(kind)
+    extra = {"layer_types": layer_types} if layer_types else {}
+    model = tiny_causal_lm(kind, VOCAB, num_hidden_layers=2, **extra)
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for param in model.parameters():

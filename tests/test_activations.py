@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM
+from tiny_lms import tiny_causal_lm
 
 from prunescope.activations import (
     DEFAULT_CHUNK_ROWS,
@@ -27,23 +27,11 @@ from prunescope.sae import SAEConfig, train_sae
 
 VOCAB = 80
 CONTEXT = 12
-SHARED = dict(
-    vocab_size=VOCAB,
-    hidden_size=32,
-    intermediate_size=64,
-    num_hidden_layers=3,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    max_position_embeddings=32,
-)
 PROVENANCE = {"model": "tiny", "condition": "wanda-0.5", "corpus": "stdlib", "seed": 3}
 
 
 def build(arch: str) -> torch.nn.Module:
-    torch.manual_seed(0)
-    if arch == "llama":
-        return LlamaForCausalLM(LlamaConfig(**SHARED)).eval()
-    return Gemma3ForCausalLM(Gemma3TextConfig(**SHARED, head_dim=8, sliding_window=4)).eval()
+    return tiny_causal_lm(arch, VOCAB, max_position_embeddings=32)
 
 
 def windows(n: int, seed: int, low: int = 0) -> torch.Tensor:

@@ -14,14 +14,13 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from safetensors.torch import load_file, save_file
 from test_activations import PROVENANCE, build, windows
 from test_align_net import CLASSES, D_IN
 from test_matching import planted_pair
-from test_models import SHARED, tiny_tokenizer
+from test_models import DEPTH, VOCAB, tiny_tokenizer
 from test_sae import FAST, random_sae
-from transformers import LlamaConfig, LlamaForCausalLM
+from tiny_lms import tiny_causal_lm
 
 from prunescope.activations import capture_activations, open_cache, read_cache_info
 from prunescope.align.data import load_dataset, sample_dnf_dataset, save_dataset
@@ -362,9 +361,8 @@ def test_missing_align_arrays_are_not_called_corrupt(tmp_path):
 @pytest.fixture(scope="module")
 def checkpoint_files(tmp_path_factory) -> dict[str, bytes]:
     """A pruned checkpoint folder of a tiny Llama, written by ``save_pruned``, as bytes."""
-    torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("checkpoint")
-    model = LlamaForCausalLM(LlamaConfig(**SHARED)).eval()
+    model = tiny_causal_lm("llama", VOCAB, num_hidden_layers=DEPTH)
     save_pruned(model, tiny_tokenizer(), {"method": "magnitude"}, folder)
     return {path.name: path.read_bytes() for path in folder.iterdir()}
 
@@ -380,7 +378,7 @@ def checkpoint(tmp_path, checkpoint_files):
 
 def test_intact_checkpoint_loads(checkpoint):
     model, _ = load_causal_lm(str(checkpoint), device="cpu")
-    assert model.config.num_hidden_layers == SHARED["num_hidden_layers"]
+    assert model.config.num_hidden_layers == DEPTH
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))

@@ -11,7 +11,8 @@ import math
 
 import pytest
 import torch
-from test_models import ARCHITECTURES, VOCAB, tiny_tokenizer
+from test_models import DEPTH, VOCAB, tiny_tokenizer
+from tiny_lms import ARCHITECTURES, tiny_causal_lm
 
 from prunescope.activations import capture_activations, read_cache_info
 from prunescope.checkpoints import save_pretrained_copy, save_pruned
@@ -22,9 +23,8 @@ from prunescope.pruning import prune_model
 
 @pytest.fixture(scope="module", params=list(ARCHITECTURES))
 def hub_folder(request, tmp_path_factory):
-    torch.manual_seed(0)
     source = tmp_path_factory.mktemp(f"{request.param}-hub")
-    ARCHITECTURES[request.param]().save_pretrained(source)
+    tiny_causal_lm(request.param, VOCAB, num_hidden_layers=DEPTH).save_pretrained(source)
     tiny_tokenizer().save_pretrained(source)
     frozen = tmp_path_factory.mktemp(f"{request.param}-frozen") / "dense"
     save_pretrained_copy(str(source), frozen, dtype="float32")

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_lms import ARCHITECTURES, tiny_causal_lm
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import (
-    Gemma2Config,
-    Gemma2ForCausalLM,
-    Gemma3ForCausalLM,
-    Gemma3TextConfig,
-    LlamaConfig,
-    LlamaForCausalLM,
     PreTrainedTokenizerFast,
 )
 
@@ -25,21 +20,6 @@ from prunescope.models import (
 
 VOCAB = 96
 DEPTH = 3
-SHARED = dict(
-    vocab_size=VOCAB,
-    hidden_size=32,
-    intermediate_size=64,
-    num_hidden_layers=DEPTH,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    max_position_embeddings=64,
-)
-ARCHITECTURES = {
-    "llama": lambda: LlamaForCausalLM(LlamaConfig(**SHARED)),
-    # a sliding window shorter than the test sequences, so local attention really masks
-    "gemma2": lambda: Gemma2ForCausalLM(Gemma2Config(**SHARED, head_dim=8, sliding_window=4)),
-    "gemma3": lambda: Gemma3ForCausalLM(Gemma3TextConfig(**SHARED, head_dim=8, sliding_window=4)),
-}
 
 
 def tiny_tokenizer() -> PreTrainedTokenizerFast:
@@ -60,9 +40,8 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
 def saved_models(tmp_path_factory) -> dict[str, tuple[str, torch.nn.Module]]:
     """Each architecture saved with a tokenizer, as a trained or hub model would be."""
     out = {}
-    for i, (arch, build) in enumerate(ARCHITECTURES.items()):
-        torch.manual_seed(i)
-        model = build().eval()
+    for i, arch in enumerate(ARCHITECTURES):
+        model = tiny_causal_lm(arch, VOCAB, num_hidden_layers=DEPTH, seed=i)
         folder = tmp_path_factory.mktemp(arch)
         model.save_pretrained(folder)
         tiny_tokenizer().save_pretrained(folder)
@@ -131,8 +110,7 @@ def test_hook_is_removed_on_exit_even_after_an_error(saved_models):
 
 
 def test_capture_computes_in_the_model_dtype():
-    torch.manual_seed(0)
-    model = ARCHITECTURES["gemma3"]().eval().to(torch.bfloat16)
+    model = tiny_causal_lm("gemma3", VOCAB, num_hidden_layers=DEPTH).to(torch.bfloat16)
     with torch.inference_mode(), residual_hook(model, 1, stop_early=True) as capture:
         out = capture.run(token_batch())
     assert out.dtype == torch.bfloat16 and out.shape == (2, 11, 32)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from tiny_lms import tiny_causal_lm
 
 from prunescope.perplexity import perplexity, sliding_windows
 
@@ -15,23 +15,14 @@ BOS = 1
 N_TOKENS = 23
 
 
-def tiny_llama(**overrides) -> LlamaForCausalLM:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=16,
-        **overrides,
+def tiny_llama(**overrides) -> torch.nn.Module:
+    return tiny_causal_lm(
+        "llama", VOCAB, num_hidden_layers=2, max_position_embeddings=16, **overrides
     )
-    return LlamaForCausalLM(config).eval()
 
 
 @pytest.fixture(scope="module")
-def model() -> LlamaForCausalLM:
+def model() -> torch.nn.Module:
     return tiny_llama()
 
 

@@ -4,6 +4,7 @@ import copy
 
 import pytest
 import torch
+from tiny_lms import tiny_causal_lm
 from torch import nn
 
 from prunescope.models import decoder_layers, prunable_linears
@@ -227,34 +228,10 @@ def test_sparsegpt_dead_inputs_and_zero_sparsity():
 
 
 def tiny_model(kind: str) -> nn.Module:
-    from transformers import (
-        Gemma2Config,
-        Gemma2ForCausalLM,
-        Gemma3ForCausalLM,
-        Gemma3TextConfig,
-        LlamaConfig,
-        LlamaForCausalLM,
-    )
-
-    torch.manual_seed(0)
-    common = dict(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
-    if kind == "llama":
-        model = LlamaForCausalLM(LlamaConfig(**common))
-    elif kind == "gemma2":
-        model = Gemma2ForCausalLM(Gemma2Config(**common, head_dim=8, sliding_window=4))
-    else:
+    if kind == "gemma3":
         layer_types = ["sliding_attention", "full_attention", "sliding_attention"]
-        config = Gemma3TextConfig(**common, head_dim=8, sliding_window=4, layer_types=layer_types)
-        model = Gemma3ForCausalLM(config)
-    return model.eval()
+        return tiny_causal_lm(kind, VOCAB, layer_types=layer_types)
+    return tiny_causal_lm(kind, VOCAB)
 
 
 def calibration(n: int = 6, seed: int = 0) -> torch.Tensor:
