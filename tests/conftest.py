@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from bench.dag import job_counts as planned_jobs  # noqa: F401  (re-exported to the tests)
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW_FILES = ("Snakefile", "config.yaml")
@@ -38,19 +39,6 @@ def copy_workflow(destination: Path) -> Path:
     for name in WORKFLOW_FOLDERS:
         shutil.copytree(ROOT / name, destination / name)
     return destination
-
-
-def planned_jobs(dry_run_output: str) -> dict[str, int]:
-    """Job counts from the 'Job stats' table of a dry-run."""
-    table = dry_run_output.split("Job stats:", 1)[1]
-    counts = {}
-    for line in table.splitlines()[3:]:
-        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if not match:
-            break
-        counts[match[1]] = int(match[2])
-    counts.pop("total", None)
-    return counts
 
 
 @pytest.fixture(scope="session")
