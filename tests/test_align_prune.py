@@ -12,6 +12,7 @@ from prunescope.align.prune import (
     NEEDS_HESSIAN,
     NEEDS_HESSIAN_INVERSE,
     NEEDS_MIP,
+    block_shape,
     check_mask,
     damped_inverse,
     magnitude_scores,
@@ -308,3 +309,14 @@ def test_prune_w1_reports_missing_inputs_and_unknown_methods(problem):
         prune_w1("mip_mask", W1, keep=3, mip_mask=mask[:2])
     with pytest.raises(ValueError, match="mip_weights has shape"):
         prune_w1("mip", W1, keep=3, mip_mask=mask, mip_weights=W1[:2])
+
+
+def test_block_shape_normalises_and_names_what_is_wrong():
+    assert block_shape(8, None) is None
+    assert block_shape(8, (2.0, 4)) == (2, 4)
+    with pytest.raises(ValueError, match="a pair"):
+        block_shape(8, (1, 2, 4))
+    with pytest.raises(ValueError, match="1 <= n <= m"):
+        block_shape(8, (3, 2))
+    with pytest.raises(ValueError, match="m=3 does not divide the row length d=8"):
+        block_shape(8, (2, 3))
