@@ -11,12 +11,16 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from prunescope.plan import (
+    canonical,
+    capture_settings,
     check_config,
     conditions,
     data_stage_targets,
+    model_lineage,
     parse_condition,
     parse_method,
     pruning_options,
+    upstream_of,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -177,3 +181,59 @@ def test_canonical_params_ignore_key_order():
     b = {"a": {"x": None, "y": [{"p": 2, "q": 1}]}, "b": 1}
     assert repr(canonical(a)) == repr(canonical(b))
     assert list(canonical(a)) == ["a", "b"]
+
+
+def _lineages(config: dict, model: str) -> dict[str, dict]:
+    return {cond: model_lineage(config, model, cond) for cond in conditions(config, model)}
+
+
+def test_a_pruning_edit_reaches_the_lineage_of_exactly_the_conditions_it_changes():
+    config = validated(load())
+    before = _lineages(config, "tiny")
+    config["pruning"]["wanda"]["granularity"] = "matrix"
+    after = _lineages(config, "tiny")
+    changed = {cond for cond in before if before[cond] != after[cond]}
+    assert changed == {"wanda-0.2", "wanda-0.4", "wanda-0.6"}
+
+
+def test_a_corpus_edit_reaches_every_checkpoint_of_a_model_trained_here():
+    config = validated(load())
+    before = _lineages(config, "tiny")
+    config["corpora"]["stdlib"]["seed"] = 1
+    after = _lineages(config, "tiny")
+    assert all(before[cond] != after[cond] for cond in before)
+
+
+def test_a_hub_model_s_corpus_reaches_only_its_calibrated_conditions():
+    config = validated(load("configs/paper.yaml"))
+    model = next(name for name, spec in config["models"].items() if spec["source"] == "hf")
+    corpus = config["models"][model]["corpus"]
+    before = _lineages(config, model)
+    config["corpora"][corpus]["seed"] = 12345
+    after = _lineages(config, model)
+    changed = {cond for cond in before if before[cond] != after[cond]}
+    assert changed == {c for c in before if c.split("-")[0] in {"wanda", "sparsegpt"}}
+    assert changed and "dense" not in changed
+
+
+def test_what_is_cached_or_compared_is_not_part_of_a_checkpoint_s_lineage():
+    config = validated(load())
+    before = _lineages(config, "tiny")
+    config["models"]["tiny"]["layers"] = [1, 2]
+    config["sae"]["k"] = 32
+    config["activations"]["batch_size"] = 8
+    assert _lineages(config, "tiny") == before
+
+
+def test_capture_settings_and_job_upstreams_carry_the_checkpoint_s_lineage():
+    config = validated(load())
+    settings = capture_settings(config, "tiny", "wanda-0.4")
+    assert settings["upstream"]["model"] == model_lineage(config, "tiny", "wanda-0.4")
+    assert settings["activations"] == canonical(config["activations"])
+    ablation = upstream_of(config, "ablate_features", "tiny", "magnitude-0.2")
+    assert ablation["model"] == model_lineage(config, "tiny", "magnitude-0.2")
+    assert upstream_of(config, "prune_model", "tiny")["model"] == model_lineage(
+        config, "tiny", "dense"
+    )
+    with pytest.raises(ValueError, match="no upstream lineage is defined for rule 'train_sae'"):
+        upstream_of(config, "train_sae", "tiny")

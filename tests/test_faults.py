@@ -149,6 +149,40 @@ def test_capture_killed_after_a_config_edit_still_reruns_what_the_edit_reaches(f
         assert recorded["activations"]["batch_size"] == 16, cache
 
 
+def script_running(work: Path, script: str) -> bool:
+    """Whether a job of the run in ``work`` is running ``script`` (jobs run in ``work``)."""
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if script in command and (entry / "cwd").resolve() == work.resolve():
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def test_pruning_killed_after_a_pruning_edit_still_reruns_what_the_edit_reaches(finished):
+    # The pruned checkpoint's readers carry its lineage among their params: without it,
+    # the killed condition's old caches, SAEs and tables would stand as if current.
+    edited = edited_smoke(
+        finished, "edited.yaml", lambda c: c["pruning"]["calibration"].update(n_tokens=1024)
+    )
+    plan_before = planned_jobs(run_snakemake("-n", *edited, cwd=finished))
+    assert plan_before["prune_model"] == 1 and plan_before["capture_activations"] == 1
+    assert plan_before["evaluate_perplexity"] == 1 and plan_before["train_sae"] == 2
+
+    checkpoint = "results/models/tiny/wanda-0.3"
+    kill_job_when(
+        finished,
+        [checkpoint, *edited],
+        "prune_model.py",
+        lambda: script_running(finished, "prune_model.py"),
+        "the pruning job started",
+    )
+    assert not (finished / checkpoint).exists()
+    assert planned_jobs(run_snakemake("-n", *edited, cwd=finished)) == plan_before
+
+
 def test_sae_training_killed_midway_leaves_nothing_and_is_rerun_alone(finished):
     # Long enough training that the kill lands inside the loop, not before or after it.
     long = edited_smoke(finished, "long.yaml", lambda c: c["sae"].update(steps=3000))

@@ -78,6 +78,85 @@ def pruning_options(config: dict, model: str, method: str) -> dict:
     return options
 
 
+# --- lineage: what an artifact's content follows, all the way up ------------------------------
+#
+# A job reruns when its own params change. A reader of an artifact also carries the
+# artifact's lineage among its params, so that an edit upstream reaches it even when the
+# job that would rewrite the artifact dies: Snakemake deletes a failed job's output with
+# the record of its params, and does not rerun a job whose output is missing while every
+# reader of that output is present and up to date.
+
+
+def corpus_lineage(config: dict, name: str) -> dict:
+    """A corpus's settings, with its name."""
+    return canonical({"name": name, **config["corpora"][name]})
+
+
+def dense_lineage(config: dict, model: str) -> dict:
+    """The settings a dense model's weights follow (not which layers are cached, nor its grid)."""
+    spec = config["models"][model]
+    if spec["source"] == "local":
+        lineage = {key: spec[key] for key in ("tokenizer", "architecture", "training")}
+        lineage["corpus"] = corpus_lineage(config, spec["corpus"])
+    else:
+        lineage = {key: spec.get(key) for key in ("name", "revision", "dtype")}
+    return canonical({"source": spec["source"], **lineage})
+
+
+def model_lineage(config: dict, model: str, cond: str) -> dict:
+    """The settings a dense or pruned checkpoint's weights follow."""
+    lineage: dict = {"dense": dense_lineage(config, model)}
+    if cond != "dense":
+        method, sparsity = parse_condition(cond)
+        options = pruning_options(config, model, method)
+        lineage["pruning"] = {
+            "sparsity": sparsity,
+            "options": options,
+            "dtype": config["models"][model]["dtype"],
+        }
+        if "calibration" in options:
+            lineage["pruning"]["corpus"] = corpus_lineage(config, options["calibration"]["corpus"])
+    return canonical(lineage)
+
+
+def capture_settings(config: dict, model: str, cond: str) -> dict:
+    """What an activation cache's content follows: the capture options, the text and the model."""
+    spec = config["models"][model]
+    return canonical(
+        {
+            "activations": config["activations"],
+            "corpus": spec["corpus"],
+            "dtype": spec["dtype"],
+            "upstream": {
+                "corpus": corpus_lineage(config, spec["corpus"]),
+                "model": model_lineage(config, model, cond),
+            },
+        }
+    )
+
+
+def upstream_of(config: dict, rule: str, model: str, cond: str = "dense") -> dict:
+    """The lineage of what a Study LM job reads: its ``upstream`` param.
+
+    ``cond`` is the checkpoint the job reads (ablation reads the dense or the pruned one).
+    Activation caches carry theirs in :func:`capture_settings`.
+    """
+    spec = config["models"][model]
+    corpus = corpus_lineage(config, spec["corpus"])
+    if rule == "train_tokenizer":
+        return canonical({"corpus": corpus})
+    if rule == "train_local_model":
+        return canonical({"corpus": corpus, "tokenizer": spec["tokenizer"]})
+    if rule == "prune_model":
+        return canonical({"corpus": corpus, "model": model_lineage(config, model, "dense")})
+    if rule == "evaluate_perplexity":
+        text = corpus_lineage(config, perplexity_corpus(config, model))
+        return canonical({"model": model_lineage(config, model, cond), "text": text})
+    if rule == "ablate_features":
+        return canonical({"model": model_lineage(config, model, cond), "prompts": corpus})
+    raise ValueError(f"no upstream lineage is defined for rule {rule!r}")
+
+
 # --- artifact paths -------------------------------------------------------------------------
 
 

@@ -218,6 +218,7 @@ rule ablate_features:
     params:
         ablation=canonical(config["analysis"]["ablation"]),
         dtype=lambda wc: model_spec(wc)["dtype"],
+        upstream=upstream("ablate_features"),
         device=config["device"],
     script:
         "../../scripts/ablate_features.py"

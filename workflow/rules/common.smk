@@ -14,6 +14,7 @@ from prunescope.plan import (
     ablation_condition,
     analysis_targets,
     canonical,
+    capture_settings as plan_capture_settings,
     check_config,
     conditions,
     data_stage_targets,
@@ -29,6 +30,7 @@ from prunescope.plan import (
     sae_dir,
     stability_matches,
     survival_matches,
+    upstream_of,
 )
 
 from prunescope.align.plan import (
@@ -82,16 +84,18 @@ def model_spec(wildcards):
 
 
 def capture_settings(wildcards):
-    """What an activation cache's content follows; the rules that read a cache get it too,
-    so an edit reaches them even when the recapture it starts is killed."""
-    spec = model_spec(wildcards)
-    return canonical(
-        {
-            "activations": config["activations"],
-            "corpus": spec["corpus"],
-            "dtype": spec["dtype"],
-        }
-    )
+    """Readers of a cache get it too, so an edit reaches them even when the recapture dies."""
+    return plan_capture_settings(config, wildcards.model, wildcards.cond)
+
+
+def upstream(rule):
+    """The lineage of what a job reads, so an upstream edit reruns it even when the job
+    that would rewrite its input dies (see prunescope.plan.upstream_of)."""
+
+    def lineage(wildcards):
+        return upstream_of(config, rule, wildcards.model, checkpoint_read(wildcards))
+
+    return lineage
 
 
 def model_corpus_split(split):
@@ -184,9 +188,15 @@ def ablated_sae(filename):
     return path
 
 
+def checkpoint_read(wildcards):
+    """The condition whose checkpoint a job reads: an ablation's side picks dense or pruned."""
+    if wildcards.get("side") == "dense":
+        return "dense"
+    return wildcards.get("cond", "dense")
+
+
 def ablated_model(wildcards):
-    cond = "dense" if wildcards.side == "dense" else wildcards.cond
-    return model_dir(wildcards.model, cond)
+    return model_dir(wildcards.model, checkpoint_read(wildcards))
 
 
 # --- Study ALIGN --------------------------------------------------------------------------------

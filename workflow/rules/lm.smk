@@ -33,6 +33,7 @@ rule train_tokenizer:
         "../../envs/prunescope.yaml"
     params:
         tokenizer=lambda wc: canonical(model_spec(wc)["tokenizer"]),
+        upstream=upstream("train_tokenizer"),
     script:
         "../../scripts/train_tokenizer.py"
 
@@ -58,6 +59,7 @@ rule train_local_model:
     params:
         architecture=lambda wc: canonical(model_spec(wc)["architecture"]),
         training=lambda wc: canonical(model_spec(wc)["training"]),
+        upstream=upstream("train_local_model"),
         device=config["device"],
     script:
         "../../scripts/train_local_model.py"
@@ -101,6 +103,7 @@ rule prune_model:
         sparsity=lambda wc: float(wc.sparsity),
         options=lambda wc: canonical(pruning_options(config, wc.model, wc.method)),
         dtype=lambda wc: model_spec(wc)["dtype"],
+        upstream=upstream("prune_model"),
         device=config["device"],
     script:
         "../../scripts/prune_model.py"
@@ -124,6 +127,7 @@ rule evaluate_perplexity:
     params:
         perplexity=canonical(config["perplexity"]),
         dtype=lambda wc: model_spec(wc)["dtype"],
+        upstream=upstream("evaluate_perplexity"),
         device=config["device"],
     script:
         "../../scripts/evaluate_perplexity.py"
