@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -45,19 +45,39 @@ def wait_until(condition: Callable[[], bool], process: subprocess.Popen, what: s
         time.sleep(0.01)
 
 
-def job_processes(group: int, script: str) -> list[int]:
-    """Processes of the run's process group whose command line runs ``script``."""
-    pids = []
+def processes_running(script: str) -> Iterator[Path]:
+    """The /proc entries of processes whose command line runs ``script``."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            if script in command and os.getpgid(int(entry.name)) == group:
+            if script in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode():
+                yield entry
+        except OSError:
+            continue
+
+
+def job_processes(group: int, script: str) -> list[int]:
+    """Processes of the run's process group whose command line runs ``script``."""
+    pids = []
+    for entry in processes_running(script):
+        try:
+            if os.getpgid(int(entry.name)) == group:
                 pids.append(int(entry.name))
-        except (OSError, ProcessLookupError):
+        except ProcessLookupError:
             continue
     return pids
+
+
+def script_running(work: Path, script: str) -> bool:
+    """Whether a job of the run in ``work`` is running ``script`` (jobs run in ``work``)."""
+    for entry in processes_running(script):
+        try:
+            if (entry / "cwd").resolve() == work.resolve():
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def kill_job_when(
@@ -147,18 +167,6 @@ def test_capture_killed_after_a_config_edit_still_reruns_what_the_edit_reaches(f
     for cache in (finished / "results/activations").rglob("*.h5"):
         recorded = json.loads(read_cache_info(cache)["attrs"][SETTINGS_ATTR])
         assert recorded["activations"]["batch_size"] == 16, cache
-
-
-def script_running(work: Path, script: str) -> bool:
-    """Whether a job of the run in ``work`` is running ``script`` (jobs run in ``work``)."""
-    for entry in Path("/proc").iterdir():
-        try:
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            if script in command and (entry / "cwd").resolve() == work.resolve():
-                return True
-        except OSError:
-            continue
-    return False
 
 
 def test_pruning_killed_after_a_pruning_edit_still_reruns_what_the_edit_reaches(finished):

@@ -22,17 +22,16 @@ def rule_logging(log_path: str | None, threads: int = 1, gpus: int = 0) -> Itera
     import torch
 
     torch.set_num_threads(max(int(threads), 1))
-    log_format = "%(asctime)s %(message)s"
     with contextlib.ExitStack() as stack:
-        stack.callback(_restore_root_logger, logging.root.handlers[:], logging.root.level)
         if log_path:
             Path(log_path).parent.mkdir(parents=True, exist_ok=True)
             stream = stack.enter_context(open(log_path, "w", buffering=1))
             stack.enter_context(contextlib.redirect_stdout(stream))
             stack.enter_context(contextlib.redirect_stderr(stream))
-            logging.basicConfig(level=logging.INFO, format=log_format, stream=stream, force=True)
+            handler = logging.StreamHandler(stream)
         else:
-            logging.basicConfig(level=logging.INFO, format=log_format, force=True)
+            handler = logging.StreamHandler()
+        stack.enter_context(_root_logging_to(handler))
         logger = logging.getLogger("prunescope")
         try:
             with job_gpus(int(gpus)):
@@ -44,15 +43,25 @@ def rule_logging(log_path: str | None, threads: int = 1, gpus: int = 0) -> Itera
             raise
 
 
-def _restore_root_logger(handlers: list[logging.Handler], level: int) -> None:
-    """Put back the handlers a job found, so none is left writing to a closed log file."""
-    for handler in logging.root.handlers[:]:
-        if handler not in handlers:
-            logging.root.removeHandler(handler)
-            handler.close()
-    for handler in handlers:
-        logging.root.addHandler(handler)
-    logging.root.setLevel(level)
+@contextlib.contextmanager
+def _root_logging_to(handler: logging.Handler) -> Iterator[None]:
+    """Send every INFO record to ``handler`` alone for the block, then put back the
+    handlers the job found (none is left writing to a closed log file)."""
+    root = logging.getLogger()
+    found, level = root.handlers[:], root.level
+    for other in found:
+        root.removeHandler(other)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+        for other in found:
+            root.addHandler(other)
+        root.setLevel(level)
 
 
 def export_to_jobs(library: str | os.PathLike) -> None:
