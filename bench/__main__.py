@@ -21,7 +21,7 @@ BENCHMARKS = ("sae_step", "capture", "matching", "mip", "pruning", "dag")
 """Module names under ``bench/``, in the order they run (cheap ones need no GPU)."""
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
         "names",
@@ -37,7 +37,11 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="output folder (default results/bench, or results/bench/tiny)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     # The library's progress bars would bury the table; tqdm reads its defaults from TQDM_*.
     os.environ.setdefault("TQDM_DISABLE", "1")
     out = args.out or Path("results/bench") / ("tiny" if args.size == "tiny" else "")

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from prunescope.errors import UserInputError
 from prunescope.runlog import rule_logging
 
 
@@ -41,3 +42,26 @@ def test_the_job_s_handlers_are_removed_when_it_ends(tmp_path):
     with rule_logging(str(tmp_path / "rule.log")):
         assert logging.root.handlers != before
     assert logging.root.handlers == before
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        UserInputError("models.tiny.name: the model folder ./m has no config.json"),
+        FileNotFoundError(2, "No such file or directory", "results/corpus/x/train.jsonl"),
+    ],
+)
+def test_a_user_error_is_one_sentence_in_the_log_and_on_stderr(tmp_path, capsys, error):
+    log_path = tmp_path / "rule.log"
+    with pytest.raises(SystemExit) as stop:
+        with rule_logging(str(log_path)):
+            raise error
+    assert stop.value.code == 1
+    sentence = (
+        str(error)
+        if isinstance(error, UserInputError)
+        else ("No such file or directory: results/corpus/x/train.jsonl")
+    )
+    assert capsys.readouterr().err == f"prunescope: {sentence}\n"
+    text = log_path.read_text()
+    assert sentence in text and "Traceback" not in text

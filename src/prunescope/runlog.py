@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from prunescope.errors import USER_ERRORS
 from prunescope.gpus import job_gpus
 
 
@@ -18,10 +20,31 @@ def rule_logging(log_path: str | None, threads: int = 1, gpus: int = 0) -> Itera
     Also caps torch's intra-op threads at the rule's ``threads`` so parallel
     jobs do not oversubscribe the cores Snakemake handed out, and leases the
     rule's ``gpus`` devices for the whole job (see ``prunescope.gpus``).
+
+    A mistake the user can fix (``prunescope.errors.USER_ERRORS``) ends the job with its
+    one sentence in the log and on stderr, and exit status 1, instead of a traceback.
     """
     import torch
 
     torch.set_num_threads(max(int(threads), 1))
+    terminal = sys.stderr
+    try:
+        with _logged_job(log_path, gpus) as logger:
+            yield logger
+    except USER_ERRORS as err:
+        print(f"prunescope: {_sentence(err)}", file=terminal, flush=True)
+        raise SystemExit(1) from None
+
+
+def _sentence(err: BaseException) -> str:
+    """An OSError's message without its errno prefix; any other error's message as is."""
+    if isinstance(err, OSError) and err.strerror and err.filename is not None:
+        return f"{err.strerror}: {err.filename}"
+    return str(err)
+
+
+@contextlib.contextmanager
+def _logged_job(log_path: str | None, gpus: int) -> Iterator[logging.Logger]:
     with contextlib.ExitStack() as stack:
         if log_path:
             Path(log_path).parent.mkdir(parents=True, exist_ok=True)
@@ -36,6 +59,9 @@ def rule_logging(log_path: str | None, threads: int = 1, gpus: int = 0) -> Itera
         try:
             with job_gpus(int(gpus)):
                 yield logger
+        except USER_ERRORS as err:
+            logger.error("%s", _sentence(err))
+            raise
         except BaseException:
             # Without a log file the traceback reaches the terminal anyway.
             if log_path:

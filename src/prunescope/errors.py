@@ -1,0 +1,16 @@
+"""The errors a user can cause, told as one sentence instead of a traceback.
+
+A ``UserInputError`` (or a ``FileNotFoundError``) raised inside a workflow script is a
+mistake in the config or in a file the user supplied, not a bug: ``rule_logging`` writes
+its message alone to the job's log and to stderr and ends the job with exit status 1, so
+Snakemake shows that sentence instead of a stack of library frames.
+"""
+
+from __future__ import annotations
+
+
+class UserInputError(ValueError):
+    """A config value or a user-supplied file that cannot be used; the message names it."""
+
+
+USER_ERRORS = (UserInputError, FileNotFoundError)
