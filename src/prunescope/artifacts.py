@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from safetensors import SafetensorError
 
+from prunescope.errors import UserInputError
+
 if TYPE_CHECKING:
     import h5py
 
@@ -41,7 +43,7 @@ _READ_ERRORS = (
 )
 
 
-class CorruptFileError(ValueError):
+class CorruptFileError(UserInputError):
     """A file that exists but is truncated, corrupt or incomplete; the message names it."""
 
 
