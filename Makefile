@@ -25,12 +25,14 @@ install-slurm: install
 	$(VENV)/bin/pip install -q -r requirements-slurm.txt
 
 run: install
+	$(PY) -m prunescope.configcheck $(CONFIG)
 	$(VENV)/bin/snakemake --cores $(CORES) $(GPU_RESOURCES) --configfile $(CONFIG)
 
 smoke: install
 	$(VENV)/bin/snakemake --cores $(CORES) --configfile configs/smoke.yaml
 
 dry-run: install
+	$(PY) -m prunescope.configcheck $(CONFIG)
 	$(VENV)/bin/snakemake -n --configfile $(CONFIG)
 
 test: install

@@ -3,17 +3,27 @@
 #   snakemake --cores 8 --resources gpu=1          # everything the config asks for
 #   snakemake -n                                    # dry-run of the whole DAG
 #   snakemake --configfile configs/smoke.yaml ...   # switch preset
+import sys
+from pathlib import Path
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
+# The library is importable by this process and, through PYTHONPATH, by every job.
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+
+from prunescope.configcheck import check_config_file
+from prunescope.plan import check_names
 
 # A preset given with --configfile replaces the default instead of merging into it.
 if not workflow.overwrite_configfiles:
+    check_config_file("config.yaml")
 
     configfile: "config.yaml"
 
 
+check_names(config)
 validate(config, "workflow/schemas/config.schema.yaml")
 
 

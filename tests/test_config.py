@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -10,13 +12,19 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from prunescope.errors import UserInputError
 from prunescope.plan import (
+    NAME_PATTERN,
+    TASK_PATTERN,
     canonical,
     capture_settings,
     check_config,
+    check_names,
     conditions,
     data_stage_targets,
+    format_sparsity,
     model_lineage,
+    model_shape,
     parse_condition,
     parse_method,
     pruning_options,
@@ -107,6 +115,150 @@ def test_semantic_checks_name_the_key(key, value, message):
     _set(config, key, value)
     with pytest.raises(ValueError, match=message):
         check_config(config)
+
+
+def _renamed(config: dict, block: str, old: str, new: str) -> dict:
+    names = config["align"]["tasks"] if block == "align.tasks" else config[block]
+    names[new] = names.pop(old)
+    return config
+
+
+@pytest.mark.parametrize(
+    ("block", "old", "new"),
+    [
+        ("models", "tiny", ".."),
+        ("models", "tiny", "."),
+        ("models", "tiny", "team/llama"),
+        ("models", "tiny", "-tiny"),
+        ("corpora", "stdlib", "fine web"),
+        ("corpora", "stdlib", ".hidden"),
+        ("align.tasks", "dnf16", "DNF-16"),
+    ],
+)
+def test_a_name_that_cannot_be_a_folder_is_refused_naming_it(block, old, new):
+    config = _renamed(load(), block, old, new)
+    with pytest.raises(UserInputError, match=rf"^{re.escape(block)} has '{re.escape(new)}', "):
+        check_names(config)
+
+
+def test_ordinary_hub_and_dataset_names_are_accepted():
+    config = _renamed(_renamed(load(), "models", "tiny", "gemma-2-2b"), "corpora", "stdlib", "x")
+    config["models"]["gemma-2-2b"]["corpus"] = "fineweb-edu"
+    config = _renamed(config, "corpora", "x", "fineweb-edu")
+    config["analysis"]["ablation"]["conditions"] = {"gemma-2-2b": "wanda-0.4"}
+    check_names(config)
+    validated(config)
+
+
+def test_the_schema_and_the_wildcards_share_one_name_pattern():
+    schema = yaml.safe_load(Path(SCHEMA).read_text())["properties"]
+    for block in ("models", "corpora"):
+        assert schema[block]["propertyNames"]["pattern"] == f"^{NAME_PATTERN}$"
+    tasks = schema["align"]["properties"]["tasks"]["propertyNames"]["pattern"]
+    assert tasks == f"^{TASK_PATTERN}$"
+    common = (ROOT / "workflow/rules/common.smk").read_text()
+    assert "model=NAME_PATTERN" in common and "task=TASK_PATTERN" in common
+
+
+def _only_zero_sparsity(c):
+    c["pruning"]["grid"] = {"magnitude": [0.0]}
+
+
+def _k_above_d_sae(c):
+    c["sae"]["k"] = 2000  # expansion 8 x d_model 128 = 1024 latents
+
+
+def _two_of_four_on_an_odd_width(c):
+    c["models"]["tiny"]["architecture"]["intermediate_size"] = 386
+    c["pruning"]["grid"]["wanda_2of4"] = [0.5]
+
+
+def _heads_do_not_divide_the_width(c):
+    c["models"]["tiny"]["architecture"]["num_attention_heads"] = 3
+
+
+def _kv_heads_do_not_divide_the_heads(c):
+    c["models"]["tiny"]["architecture"]["num_key_value_heads"] = 3
+
+
+def _default_depth_of_32_layers(c):
+    del c["models"]["tiny"]["architecture"]["num_hidden_layers"]
+    c["models"]["tiny"]["layers"] = [32]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (_only_zero_sparsity, "pruning.grid gives tiny no pruned condition: every sparsity is 0"),
+        (_k_above_d_sae, r"sae.k 2000 is not below d_sae = .* = 8 × 128 = 1024 for models.tiny"),
+        (
+            _two_of_four_on_an_odd_width,
+            "pruning.grid.wanda_2of4: 2:4 pruning .* groups of 4, but intermediate_size is 386",
+        ),
+        (_heads_do_not_divide_the_width, "hidden_size 128 is not a multiple of num_attention"),
+        (_kv_heads_do_not_divide_the_heads, "num_attention_heads 4 is not a multiple of num_key"),
+        (_default_depth_of_32_layers, r"layer 32 is past the model's depth \(32 layers\)"),
+    ],
+)
+def test_what_the_config_alone_decides_is_refused_before_any_job(edit, message):
+    config = copy.deepcopy(load())
+    validate(config, SCHEMA)
+    edit(config)
+    with pytest.raises(UserInputError, match=message):
+        check_config(config)
+
+
+def _hub_folder(tmp_path: Path, **shape) -> dict:
+    """A config whose model is a hub model in a local folder with this config.json."""
+    folder = tmp_path / "my-llama"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "llama", **shape}))
+    config = validated(load())
+    config["models"]["ext"] = {
+        "source": "hf",
+        "name": str(folder),
+        "corpus": "stdlib",
+        "layers": [3],
+        "dtype": "float32",
+    }
+    return config
+
+
+def test_a_hub_folder_s_config_json_is_checked_at_dry_run(tmp_path):
+    shape = dict(hidden_size=64, intermediate_size=130, num_hidden_layers=3, num_attention_heads=4)
+    config = _hub_folder(tmp_path, **shape)
+    with pytest.raises(UserInputError, match=r"models.ext.layers: layer 3 is past .* \(3 layers"):
+        check_config(config)
+    config["models"]["ext"]["layers"] = [2]
+    config["models"]["ext"]["grid"] = {"magnitude_2of4": [0.5]}
+    with pytest.raises(UserInputError, match="intermediate_size is 130 in its config.json"):
+        check_config(config)
+    config["models"]["ext"]["grid"] = {"magnitude": [0.5]}
+    check_config(config)
+
+
+def test_a_hub_id_not_yet_downloaded_is_left_to_its_first_job():
+    config = validated(load())
+    config["models"]["ext"] = {
+        "source": "hf",
+        "name": "prunescope-test/not-downloaded",
+        "corpus": "stdlib",
+        "layers": [300],
+        "dtype": "float32",
+    }
+    assert model_shape(config, "ext") is None
+    check_config(config)
+
+
+@pytest.mark.parametrize(
+    ("sparsity", "name"),
+    [(0.3, "0.3"), (0.00001, "0.00001"), (0.1234567, "0.1234567"), (0.30000000000000004, None)],
+)
+def test_every_sparsity_has_a_name_the_rules_match_and_that_reads_back(sparsity, name):
+    spelled = format_sparsity(sparsity)
+    assert re.fullmatch(r"0\.[0-9]+", spelled) and float(spelled) == sparsity
+    if name:
+        assert spelled == name
 
 
 def test_missing_hub_model_folder_and_gemma_fp16_are_refused(tmp_path):

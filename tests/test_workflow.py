@@ -10,7 +10,7 @@ from pathlib import Path
 import h5py
 import pytest
 import yaml
-from conftest import ROOT, planned_jobs
+from conftest import ROOT, copy_workflow, planned_jobs
 from conftest import run_snakemake as snakemake
 
 PRESETS = ["config.yaml", "configs/smoke.yaml", "configs/paper.yaml"]
@@ -64,6 +64,50 @@ def test_a_bad_config_stops_before_any_job(edit, message, tmp_path):
     out = snakemake(*args, check=False)
     assert re.search(message, out), out[-2000:]
     assert "Job stats" not in out and not (tmp_path / "results").exists()
+
+
+def _model_named_dot_dot(c):
+    c["models"][".."] = c["models"].pop("tiny")
+
+
+def _broken_yaml(path: Path) -> None:
+    path.write_text("sae:\n  k: [8, 16\n  lr: 0.001\n")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (_model_named_dot_dot, r"models has '\.\.', which cannot be a name"),
+        (_broken_yaml, r"config file config.yaml is not valid YAML at line 3, column 5"),
+    ],
+)
+def test_a_bad_name_or_broken_yaml_stops_before_any_job(edit, message, tmp_path):
+    """Through the Snakefile itself: config.yaml is the one Snakemake reads by default."""
+    work = copy_workflow(tmp_path / "work")
+    config = yaml.safe_load((ROOT / "configs/smoke.yaml").read_text())
+    (work / "results").mkdir()
+    (work / "results/keep.txt").write_text("a result")
+    if edit is _broken_yaml:
+        edit(work / "config.yaml")
+    else:
+        edit(config)
+        (work / "config.yaml").write_text(yaml.safe_dump(config))
+    out = snakemake("--cores", "1", cwd=work, check=False)
+    assert re.search(message, out), out[-2000:]
+    assert "Job stats" not in out and (work / "results/keep.txt").read_text() == "a result"
+
+
+def test_dashes_in_names_and_tiny_sparsities_plan_like_any_other(tmp_path):
+    config = yaml.safe_load((ROOT / "configs/smoke.yaml").read_text())
+    config["models"]["gemma-2-2b"] = config["models"].pop("tiny")
+    config["corpora"]["fineweb-edu"] = config["corpora"].pop("stdlib")
+    config["models"]["gemma-2-2b"]["corpus"] = "fineweb-edu"
+    config["pruning"]["grid"]["magnitude"] = [0.00001, 0.3]
+    path = tmp_path / "dashes.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = snakemake("-n", "--configfile", str(path), "--directory", str(tmp_path))
+    assert "results/models/gemma-2-2b/magnitude-0.00001" in out
+    assert "results/corpus/fineweb-edu/train.jsonl" in out
 
 
 def test_rule_files_pass_lint_and_format():

@@ -9,6 +9,8 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from prunescope.errors import UserInputError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -19,16 +21,40 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     Works for files and for folders (e.g. a saved HF model).
     """
     final = Path(path)
+    if final.name in {"", ".", ".."}:
+        raise UserInputError(f"output path {str(path)!r} names no file or folder of its own")
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(final.name + ".partial")
     _remove(tmp)
     try:
         yield tmp
-        _remove(final)
+        _make_way(final, tmp)
         os.replace(tmp, final)
     except BaseException:
         _remove(tmp)
         raise
+
+
+def _make_way(final: Path, new: Path) -> None:
+    """Remove the previous version of ``final`` so that ``new`` can take its name.
+
+    A folder is removed only when everything in it has a namesake in the new folder, i.e.
+    when it is an earlier copy of the same artifact: whatever else sits under that name
+    (a user's files, a parent folder reached through a strange name) was not made here
+    and is never deleted.
+    """
+    if not final.is_dir() or final.is_symlink():
+        _remove(final)
+        return
+    ours = {p.name for p in new.iterdir()} if new.is_dir() else set()
+    foreign = sorted(p.name for p in final.iterdir() if p.name not in ours)
+    if foreign:
+        listed = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if foreign[5:] else "")
+        raise UserInputError(
+            f"{final} already exists and holds what this job did not write ({listed}); "
+            "move it away or delete it yourself"
+        )
+    _remove(final)
 
 
 def _remove(path: Path) -> None:

@@ -7,23 +7,40 @@ Snakemake, so the grid logic is unit-tested like the rest of the library.
 from __future__ import annotations
 
 import itertools
+import json
 import re
+from decimal import Decimal
 from pathlib import Path
+
+from prunescope.errors import UserInputError
+
+# A model, corpus or Study ALIGN task name becomes a folder name in every artifact path. A
+# letter or digit first (so never "." or ".."), and no "/" : the schema's propertyNames and
+# the rule files' wildcard constraints use these same patterns.
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+TASK_PATTERN = r"[a-z][a-z0-9_]*"
+NAME_RULE = "a letter or digit first, then only letters, digits, '_', '.' and '-'"
+TASK_RULE = "a lower-case letter first, then only lower-case letters, digits and '_'"
 
 METHOD_RE = re.compile(r"^(?P<base>magnitude|wanda|sparsegpt)(?:_(?P<n>\d+)of(?P<m>\d+))?$")
 CALIBRATED = {"wanda", "sparsegpt"}
 
 
 def format_sparsity(sparsity: float) -> str:
-    """``0.3`` -> ``"0.3"``: the spelling used in condition names and paths."""
-    return f"{float(sparsity):g}"
+    """``0.3`` -> ``"0.3"``: the spelling used in condition names and paths.
+
+    The shortest decimal that reads back as the same float, never in exponent form, so
+    that every sparsity has its own name and the rules' ``0.[0-9]+`` pattern matches it.
+    """
+    text = format(Decimal(repr(float(sparsity))), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def parse_method(method: str) -> tuple[str, tuple[int, int] | None]:
     """``wanda_2of4`` -> ``("wanda", (2, 4))``; ``magnitude`` -> ``("magnitude", None)``."""
     match = METHOD_RE.match(method)
     if match is None:
-        raise ValueError(
+        raise UserInputError(
             f"pruning method {method!r} is unknown: use magnitude, wanda or sparsegpt, "
             "optionally with an N:M suffix such as wanda_2of4"
         )
@@ -187,8 +204,25 @@ def data_stage_targets(config: dict) -> list[str]:
 # --- semantic checks the JSON schema cannot express -------------------------------------------
 
 
+def check_names(config: dict) -> None:
+    """Refuse a model, corpus or task name that cannot be a folder name, before the schema
+    does (its message would name a pattern, not the rule)."""
+    blocks = [("models", NAME_PATTERN, NAME_RULE), ("corpora", NAME_PATTERN, NAME_RULE)]
+    align = config.get("align")
+    if isinstance(align, dict) and isinstance(align.get("tasks"), dict):
+        blocks.append(("align.tasks", TASK_PATTERN, TASK_RULE))
+    for block, pattern, rule in blocks:
+        names = align["tasks"] if block == "align.tasks" else config.get(block)
+        for name in names if isinstance(names, dict) else ():
+            if not re.fullmatch(pattern, str(name)):
+                raise UserInputError(
+                    f"{block} has {str(name)!r}, which cannot be a name: it becomes a folder "
+                    f"name in every path, so use {rule}"
+                )
+
+
 def check_config(config: dict) -> None:
-    """Raise one ``ValueError`` sentence naming the offending key, before any job runs."""
+    """Raise one ``UserInputError`` sentence naming the offending key, before any job runs."""
     corpora = config["corpora"]
     for name, corpus in corpora.items():
         _check_corpus(name, corpus)
@@ -196,13 +230,20 @@ def check_config(config: dict) -> None:
         _check_model(config, name, spec)
     ppl = config["perplexity"]
     if ppl.get("corpus") is not None and ppl["corpus"] not in corpora:
-        raise ValueError(f"perplexity.corpus {ppl['corpus']!r} is not a key of corpora")
+        raise UserInputError(f"perplexity.corpus {ppl['corpus']!r} is not a key of corpora")
     if ppl["stride"] >= ppl["window"]:
-        raise ValueError(
+        raise UserInputError(
             "perplexity.stride must be below perplexity.window: each window starts with BOS, "
             "so it holds window - 1 text tokens"
         )
     _check_grid("pruning.grid", config["pruning"]["grid"])
+    for model, spec in config["models"].items():
+        if not pruned_conditions(config, model):
+            grid_key = f"models.{model}.grid" if spec.get("grid") else "pruning.grid"
+            raise UserInputError(
+                f"{grid_key} gives {model} no pruned condition: every sparsity is 0 (the dense "
+                "model is always built; list a sparsity above 0)"
+            )
     _check_analysis(config)
 
 
@@ -210,25 +251,22 @@ def _check_corpus(name: str, corpus: dict) -> None:
     key = f"corpora.{name}"
     required = {"textfile": "paths", "hf": "dataset"}.get(corpus["source"])
     if required and required not in corpus:
-        raise ValueError(f"{key} has source {corpus['source']} but no {required!r}")
+        raise UserInputError(f"{key} has source {corpus['source']} but no {required!r}")
     total = sum(corpus.get("fractions", {}).values())
     if total > 1 + 1e-9:
-        raise ValueError(f"{key}.fractions add up to {total:g}, more than 1")
+        raise UserInputError(f"{key}.fractions add up to {total:g}, more than 1")
 
 
 def _check_model(config: dict, name: str, spec: dict) -> None:
     key = f"models.{name}"
     if spec["corpus"] not in config["corpora"]:
-        raise ValueError(f"{key}.corpus {spec['corpus']!r} is not a key of corpora")
+        raise UserInputError(f"{key}.corpus {spec['corpus']!r} is not a key of corpora")
     if spec.get("grid"):
         _check_grid(f"{key}.grid", spec["grid"])
+    shape = model_shape(config, name)
+    if shape is not None:
+        check_model_shape(config, name, shape)
     if spec["source"] == "local":
-        depth = spec["architecture"].get("num_hidden_layers", 32)
-        for layer in spec["layers"]:
-            if layer >= depth:
-                raise ValueError(
-                    f"{key}.layers: layer {layer} is past the model's depth ({depth} layers)"
-                )
         positions = spec["architecture"].get("max_position_embeddings", 2048)
         contexts = {
             "activations.context": config["activations"]["context"],
@@ -239,19 +277,105 @@ def _check_model(config: dict, name: str, spec: dict) -> None:
         }
         for ctx_key, ctx in contexts.items():
             if ctx > positions:
-                raise ValueError(
+                raise UserInputError(
                     f"{ctx_key} {ctx} exceeds {key}.architecture.max_position_embeddings"
                 )
     else:
         target = spec["name"]
         looks_local = target.startswith(("/", "./", "../", "~"))
         if looks_local and not Path(target).expanduser().is_dir():
-            raise ValueError(f"{key}.name: model folder {target!r} does not exist")
+            raise UserInputError(f"{key}.name: model folder {target!r} does not exist")
         if spec.get("dtype") == "float16" and "gemma" in target.lower():
-            raise ValueError(
+            raise UserInputError(
                 f"{key}.dtype float16 is refused for Gemma: its residual stream overflows "
                 "float16 at deep layers (use bfloat16 or float32)"
             )
+
+
+# LlamaConfig's defaults, for what a local model's architecture block leaves out.
+LLAMA_DEFAULTS = {
+    "hidden_size": 4096,
+    "intermediate_size": 11008,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+}
+SHAPE_KEYS = (*LLAMA_DEFAULTS, "num_key_value_heads", "head_dim", "text_config")
+
+
+def model_shape(config: dict, model: str) -> dict | None:
+    """The widths a model's config.json gives, where the config alone can know them.
+
+    A model trained here: its architecture block. A hub model given as a local folder, or
+    one already saved under results/: that folder's config.json. Otherwise (a hub id not yet
+    downloaded) None, and the first job holding the model checks it instead.
+    """
+    spec = config["models"][model]
+    if spec["source"] == "local":
+        return {**LLAMA_DEFAULTS, **spec["architecture"]}
+    for folder in (Path(spec["name"]).expanduser(), Path(model_dir(model, "dense"))):
+        found = folder / "config.json"
+        if found.is_file():
+            try:
+                raw = json.loads(found.read_text())
+            except (OSError, ValueError):
+                return None  # the job that loads the folder names the damage
+            shape = raw.get("text_config") or raw  # multimodal configs nest the LM's
+            return (
+                {k: shape[k] for k in SHAPE_KEYS if k in shape} if isinstance(shape, dict) else None
+            )
+    return None
+
+
+def check_model_shape(config: dict, model: str, shape: dict) -> None:
+    """Refuse what the model's widths make impossible: a layer past its depth, heads that do
+    not divide it, an N:M pattern whose M does not divide a pruned matrix's input, an SAE
+    with more active latents than latents."""
+    key = f"models.{model}"
+    where = (
+        "its architecture" if config["models"][model]["source"] == "local" else "its config.json"
+    )
+    depth = shape.get("num_hidden_layers")
+    for layer in config["models"][model]["layers"]:
+        if depth is not None and layer >= depth:
+            raise UserInputError(
+                f"{key}.layers: layer {layer} is past the model's depth ({depth} layers)"
+            )
+    width, heads = shape.get("hidden_size"), shape.get("num_attention_heads")
+    if width is None or heads is None:
+        return
+    if config["models"][model]["source"] == "local":
+        kv_heads = shape.get("num_key_value_heads") or heads
+        if width % heads:
+            raise UserInputError(
+                f"{key}.architecture: hidden_size {width} is not a multiple of "
+                f"num_attention_heads {heads}, so heads cannot split it"
+            )
+        if heads % kv_heads:
+            raise UserInputError(
+                f"{key}.architecture: num_attention_heads {heads} is not a multiple of "
+                f"num_key_value_heads {kv_heads}"
+            )
+    head_dim = shape.get("head_dim") or width // heads
+    inputs = {
+        "hidden_size": width,
+        "intermediate_size": shape.get("intermediate_size"),
+        "num_attention_heads × head_dim": heads * head_dim,
+    }
+    for method in model_grid(config, model):
+        _, nm = parse_method(method)
+        for what, size in inputs.items():
+            if nm and size and size % nm[1]:
+                grid_key = f"{key}.grid" if config["models"][model].get("grid") else "pruning.grid"
+                raise UserInputError(
+                    f"{grid_key}.{method}: {nm[0]}:{nm[1]} pruning splits each row's inputs "
+                    f"into groups of {nm[1]}, but {what} is {size} in {where}"
+                )
+    d_sae = config["sae"]["expansion"] * width
+    if config["sae"]["k"] >= d_sae:
+        raise UserInputError(
+            f"sae.k {config['sae']['k']} is not below d_sae = sae.expansion × d_model = "
+            f"{config['sae']['expansion']} × {width} = {d_sae} for {key}"
+        )
 
 
 def _check_grid(key: str, grid: dict) -> None:
@@ -261,10 +385,10 @@ def _check_grid(key: str, grid: dict) -> None:
             continue
         n, m = nm
         if n >= m:
-            raise ValueError(f"{key}.{method}: N:M needs N < M")
+            raise UserInputError(f"{key}.{method}: N:M needs N < M")
         for s in sparsities:
             if abs(s - n / m) > 1e-9:
-                raise ValueError(
+                raise UserInputError(
                     f"{key}.{method}: an {n}:{m} pattern has sparsity {n / m:g}, not {s:g}"
                 )
 
@@ -338,19 +462,19 @@ def _check_analysis(config: dict) -> None:
     taus = analysis["taus"]
     for key in ("primary_tau",):
         if analysis[key] not in taus:
-            raise ValueError(f"analysis.{key} {analysis[key]} is not one of analysis.taus")
+            raise UserInputError(f"analysis.{key} {analysis[key]} is not one of analysis.taus")
     for tau in analysis["logistic_taus"]:
         if tau not in taus:
-            raise ValueError(f"analysis.logistic_taus: {tau} is not one of analysis.taus")
+            raise UserInputError(f"analysis.logistic_taus: {tau} is not one of analysis.taus")
     if analysis["reference_seed"] not in config["sae"]["seeds"]:
-        raise ValueError(
+        raise UserInputError(
             f"analysis.reference_seed {analysis['reference_seed']} is not in sae.seeds"
         )
     for model, cond in analysis["ablation"].get("conditions", {}).items():
         if model not in config["models"]:
-            raise ValueError(f"analysis.ablation.conditions: {model!r} is not a key of models")
+            raise UserInputError(f"analysis.ablation.conditions: {model!r} is not a key of models")
         if cond not in pruned_conditions(config, model):
-            raise ValueError(
+            raise UserInputError(
                 f"analysis.ablation.conditions.{model}: {cond!r} is not a pruned condition of "
                 "that model's grid"
             )
