@@ -190,7 +190,7 @@ def _default_depth_of_32_layers(c):
     ("edit", "message"),
     [
         (_only_zero_sparsity, "pruning.grid gives tiny no pruned condition: every sparsity is 0"),
-        (_k_above_d_sae, r"sae.k 2000 is not below d_sae = .* = 8 × 128 = 1024 for models.tiny"),
+        (_k_above_d_sae, r"sae.k 2000 is above d_sae = .* = 8 × 128 = 1024 for models.tiny"),
         (
             _two_of_four_on_an_odd_width,
             "pruning.grid.wanda_2of4: 2:4 pruning .* groups of 4, but intermediate_size is 386",

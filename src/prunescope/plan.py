@@ -371,9 +371,9 @@ def check_model_shape(config: dict, model: str, shape: dict) -> None:
                     f"into groups of {nm[1]}, but {what} is {size} in {where}"
                 )
     d_sae = config["sae"]["expansion"] * width
-    if config["sae"]["k"] >= d_sae:
+    if config["sae"]["k"] > d_sae:
         raise UserInputError(
-            f"sae.k {config['sae']['k']} is not below d_sae = sae.expansion × d_model = "
+            f"sae.k {config['sae']['k']} is above d_sae = sae.expansion × d_model = "
             f"{config['sae']['expansion']} × {width} = {d_sae} for {key}"
         )
 

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from prunescope.errors import UserInputError
 from prunescope.models import decoder_layers, prunable_linears
 
 METHODS = ("magnitude", "wanda", "sparsegpt")
@@ -457,9 +458,10 @@ def _check_arguments(model, method, sparsity, calibration_ids, granularity, nm, 
             )
         for name, module in prunable_linears(model).items():
             if module.in_features % nm[1]:
-                raise ValueError(
-                    f"N:M pruning needs in_features divisible by m={nm[1]}, but {name} "
-                    f"has {module.in_features}"
+                raise UserInputError(
+                    f"{nm[0]}:{nm[1]} pruning splits each row's inputs into groups of {nm[1]}, "
+                    f"but {name} has {module.in_features} inputs; leave the _{nm[0]}of{nm[1]} "
+                    "method out of this model's grid"
                 )
     if method == "magnitude":
         return

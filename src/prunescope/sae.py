@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from prunescope.activations import CACHE, check_capture_settings, read_cache_info
 from prunescope.artifacts import damaged, nan_or_inf, open_hdf5, read_safetensors, require_file
+from prunescope.errors import UserInputError
 from prunescope.io import atomic_path, read_json, write_json
 from prunescope.models import pick_device
 
@@ -123,7 +124,9 @@ class TopKSAE(nn.Module):
         """``generator`` draws the initial weights; None leaves them at zero, for loading."""
         super().__init__()
         if not 1 <= k <= d_sae:
-            raise ValueError(f"SAE k={k} must be between 1 and d_sae={d_sae}")
+            raise UserInputError(
+                f"sae.k {k} must lie between 1 and d_sae = sae.expansion × d_model = {d_sae}"
+            )
         self.d_model, self.d_sae, self.k = d_model, d_sae, k
         self.W_enc = nn.Parameter(torch.zeros(d_sae, d_model))
         self.b_enc = nn.Parameter(torch.zeros(d_sae))
