@@ -83,6 +83,7 @@ SCHEMA_ERRORS = [
     ("unknown_block", {}, "unknown_block"),
     ("align.mip.node_limit", 0, "node_limit"),
     ("align.mip.node_limit", 2.5, "2.5"),
+    ("analysis.logistic_taus", [], r"\[\] should be non-empty"),
 ]
 
 
@@ -186,6 +187,42 @@ def _default_depth_of_32_layers(c):
     c["models"]["tiny"]["layers"] = [32]
 
 
+def _one_seed(c):
+    c["sae"]["seeds"] = [0]
+
+
+def _too_many_ablated_features(c):
+    c["analysis"]["ablation"]["n_features"] = 600  # 2 x 600 > 8 x 128
+
+
+def _fewer_cached_tokens_than_a_batch(c):
+    c["activations"]["train_tokens"] = 512
+
+
+def _fewer_eval_tokens_than_a_window(c):
+    c["activations"]["eval_tokens"] = 64
+
+
+def _fewer_perplexity_tokens_than_a_window(c):
+    c["perplexity"]["max_tokens"] = 100
+
+
+def _fewer_calibration_tokens_than_a_window(c):
+    c["pruning"]["calibration"]["n_tokens"] = 100
+
+
+def _fewer_training_tokens_than_a_window(c):
+    c["models"]["tiny"]["training"]["train_tokens"] = 64
+
+
+def _no_eval_documents(c):
+    c["corpora"]["stdlib"]["fractions"] = {"train": 0.9, "calib": 0.1, "eval": 0.0}
+
+
+def _no_calibration_documents(c):
+    c["corpora"]["stdlib"]["fractions"] = {"train": 0.9, "calib": 0.0, "eval": 0.1}
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
@@ -198,6 +235,18 @@ def _default_depth_of_32_layers(c):
         (_heads_do_not_divide_the_width, "hidden_size 128 is not a multiple of num_attention"),
         (_kv_heads_do_not_divide_the_heads, "num_attention_heads 4 is not a multiple of num_key"),
         (_default_depth_of_32_layers, r"layer 32 is past the model's depth \(32 layers\)"),
+        (_one_seed, "sae.seeds needs at least two seeds"),
+        (_too_many_ablated_features, "n_features 600: .* the 1024 latents of models.tiny"),
+        (_fewer_cached_tokens_than_a_batch, "train_tokens 512 is less than one sae.batch_size"),
+        (_fewer_eval_tokens_than_a_window, "eval_tokens 64 is less than one activations.context"),
+        (
+            _fewer_perplexity_tokens_than_a_window,
+            "max_tokens 100 is less than one perplexity.window",
+        ),
+        (_fewer_calibration_tokens_than_a_window, "n_tokens 100 is less than one pruning.cal"),
+        (_fewer_training_tokens_than_a_window, "training.train_tokens 64 is less than one models"),
+        (_no_eval_documents, "fractions.eval is 0, but models.tiny reads its eval split"),
+        (_no_calibration_documents, "fractions.calib is 0, but models.tiny reads its calib split"),
     ],
 )
 def test_what_the_config_alone_decides_is_refused_before_any_job(edit, message):

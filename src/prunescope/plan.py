@@ -245,6 +245,7 @@ def check_config(config: dict) -> None:
                 "model is always built; list a sparsity above 0)"
             )
     _check_analysis(config)
+    _check_token_budgets(config)
 
 
 def _check_corpus(name: str, corpus: dict) -> None:
@@ -457,8 +458,92 @@ def analysis_targets(config: dict) -> list[str]:
     return tables + [f"results/figures/{f}.png" for f in FIGURES]
 
 
+def _check_token_budgets(config: dict) -> None:
+    """Each budget must hold at least one of the units it is cut into, or the job that
+    reads it would start on no data at all."""
+    activations, sae = config["activations"], config["sae"]
+    budgets = [
+        (
+            "activations.train_tokens",
+            activations["train_tokens"],
+            "sae.batch_size",
+            sae["batch_size"],
+        ),
+        (
+            "activations.train_tokens",
+            activations["train_tokens"],
+            "activations.context",
+            activations["context"],
+        ),
+        (
+            "activations.eval_tokens",
+            activations["eval_tokens"],
+            "activations.context",
+            activations["context"],
+        ),
+        (
+            "perplexity.max_tokens",
+            config["perplexity"]["max_tokens"],
+            "perplexity.window",
+            config["perplexity"]["window"],
+        ),
+        (
+            "pruning.calibration.n_tokens",
+            config["pruning"]["calibration"]["n_tokens"],
+            "pruning.calibration.context",
+            config["pruning"]["calibration"]["context"],
+        ),
+    ]
+    for name, spec in config["models"].items():
+        if spec["source"] == "local":
+            training = spec["training"]
+            for budget in ("train_tokens", "eval_tokens"):
+                budgets.append(
+                    (
+                        f"models.{name}.training.{budget}",
+                        training[budget],
+                        f"models.{name}.training.context",
+                        training["context"],
+                    )
+                )
+    for key, tokens, unit_key, unit in budgets:
+        if tokens is not None and tokens < unit:  # None: no cap
+            raise UserInputError(f"{key} {tokens} is less than one {unit_key} ({unit})")
+    for name, spec in config["models"].items():
+        _check_splits(config, name, spec)
+
+
+def _check_splits(config: dict, model: str, spec: dict) -> None:
+    """The corpus splits a model reads must be given some of the documents."""
+    fractions = config["corpora"][spec["corpus"]].get("fractions", {})
+    needed = {"train", "eval"}
+    if any(parse_method(m)[0] in CALIBRATED for m in model_grid(config, model)):
+        needed.add("calib")
+    for split in sorted(needed):
+        if fractions.get(split, 0) <= 0:
+            raise UserInputError(
+                f"corpora.{spec['corpus']}.fractions.{split} is 0, but models.{model} reads its "
+                f"{split} split"
+            )
+
+
 def _check_analysis(config: dict) -> None:
     analysis = config["analysis"]
+    if len(config["sae"]["seeds"]) < 2:
+        raise UserInputError(
+            "sae.seeds needs at least two seeds: seed stability (RQ1) and the dense seed "
+            "floor compare SAEs of different seeds"
+        )
+    for model in config["models"]:
+        shape = model_shape(config, model)
+        if shape and shape.get("hidden_size"):
+            d_sae = config["sae"]["expansion"] * shape["hidden_size"]
+            n = analysis["ablation"]["n_features"]
+            if 2 * n > d_sae:
+                raise UserInputError(
+                    f"analysis.ablation.n_features {n}: robust and fragile sets of {n} "
+                    f"features each cannot both fit in the {d_sae} latents of models.{model}'s SAEs"
+                )
     taus = analysis["taus"]
     for key in ("primary_tau",):
         if analysis[key] not in taus:
