@@ -299,6 +299,62 @@ def test_a_hub_id_not_yet_downloaded_is_left_to_its_first_job():
     check_config(config)
 
 
+def _hub_model(config: dict, name: str) -> dict:
+    config["models"]["ext"] = {
+        "source": "hf",
+        "name": name,
+        "corpus": "stdlib",
+        "layers": [3],
+        "dtype": "float32",
+    }
+    return config
+
+
+def test_a_hub_model_in_the_local_cache_is_checked_at_dry_run(tmp_path, monkeypatch):
+    """The Hugging Face cache layout: models--org--name/{refs/main, snapshots/<commit>/}."""
+    import huggingface_hub.constants
+
+    repo = tmp_path / "hub/models--prunescope-test--tiny"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs/main").write_text("0" * 40)
+    shape = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4)
+    (snapshot / "config.json").write_text(json.dumps({"model_type": "llama", **shape}))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    config = _hub_model(validated(load()), "prunescope-test/tiny")
+    assert model_shape(config, "ext")["num_hidden_layers"] == 2
+    with pytest.raises(UserInputError, match=r"models.ext.layers: layer 3 is past .* \(2 layers"):
+        check_config(config)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    config["models"]["ext"]["layers"] = [1]
+    check_config(config)  # offline, but in the cache: nothing to download
+
+
+def test_offline_with_a_hub_model_not_in_the_cache_is_refused_at_dry_run(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    config = _hub_model(validated(load()), "prunescope-test/not-downloaded")
+    with pytest.raises(UserInputError, match="not in the local Hugging Face cache and HF_HUB_OFF"):
+        check_config(config)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    check_config(config)  # online: the download job will fetch it
+
+
+def test_a_folder_path_without_dot_slash_is_a_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = _hub_model(validated(load()), "models/team/llama")
+    with pytest.raises(UserInputError, match="model folder 'models/team/llama' does not exist"):
+        check_config(config)
+    folder = tmp_path / "models/team/llama"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"num_hidden_layers": 2}))
+    with pytest.raises(UserInputError, match=r"layer 3 is past the model's depth \(2 layers"):
+        check_config(config)
+
+
 @pytest.mark.parametrize(
     ("sparsity", "name"),
     [(0.3, "0.3"), (0.00001, "0.00001"), (0.1234567, "0.1234567"), (0.30000000000000004, None)],

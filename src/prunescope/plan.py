@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -283,9 +284,17 @@ def _check_model(config: dict, name: str, spec: dict) -> None:
                 )
     else:
         target = spec["name"]
-        looks_local = target.startswith(("/", "./", "../", "~"))
+        # a hub id is "name" or "org/name": more slashes can only mean a folder
+        looks_local = target.startswith(("/", "./", "../", "~")) or target.count("/") > 1
         if looks_local and not Path(target).expanduser().is_dir():
             raise UserInputError(f"{key}.name: model folder {target!r} does not exist")
+        if not looks_local and not Path(target).exists() and _hub_offline():
+            if _cached_config(spec) is None and not Path(model_dir(name, "dense")).is_dir():
+                raise UserInputError(
+                    f"{key}.name {target!r} is not in the local Hugging Face cache and "
+                    f"HF_HUB_OFFLINE is set, so it cannot be downloaded: run `huggingface-cli "
+                    f"download {target}` where there is network, or unset HF_HUB_OFFLINE"
+                )
         if spec.get("dtype") == "float16" and "gemma" in target.lower():
             raise UserInputError(
                 f"{key}.dtype float16 is refused for Gemma: its residual stream overflows "
@@ -306,16 +315,17 @@ SHAPE_KEYS = (*LLAMA_DEFAULTS, "num_key_value_heads", "head_dim", "text_config")
 def model_shape(config: dict, model: str) -> dict | None:
     """The widths a model's config.json gives, where the config alone can know them.
 
-    A model trained here: its architecture block. A hub model given as a local folder, or
-    one already saved under results/: that folder's config.json. Otherwise (a hub id not yet
-    downloaded) None, and the first job holding the model checks it instead.
+    A model trained here: its architecture block. A hub model given as a local folder, one
+    already saved under results/, or one in the local Hugging Face cache: that config.json.
+    Otherwise (a hub id not yet downloaded) None, and the first job holding the model
+    checks it instead.
     """
     spec = config["models"][model]
     if spec["source"] == "local":
         return {**LLAMA_DEFAULTS, **spec["architecture"]}
-    for folder in (Path(spec["name"]).expanduser(), Path(model_dir(model, "dense"))):
-        found = folder / "config.json"
-        if found.is_file():
+    candidates = [Path(spec["name"]).expanduser(), Path(model_dir(model, "dense"))]
+    for found in [folder / "config.json" for folder in candidates] + [_cached_config(spec)]:
+        if found is not None and found.is_file():
             try:
                 raw = json.loads(found.read_text())
             except (OSError, ValueError):
@@ -325,6 +335,25 @@ def model_shape(config: dict, model: str) -> dict | None:
                 {k: shape[k] for k in SHAPE_KEYS if k in shape} if isinstance(shape, dict) else None
             )
     return None
+
+
+def _hub_offline() -> bool:
+    """What huggingface_hub reads: HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) set to a true value."""
+    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return value.upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def _cached_config(spec: dict) -> Path | None:
+    """A hub model's config.json in the local Hugging Face cache, without any download."""
+    if Path(spec["name"]).expanduser().exists() or spec["name"].count("/") > 1:
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(spec["name"], "config.json", revision=spec.get("revision"))
+    except ValueError:  # not a valid repo id; the job that downloads it says so
+        return None
+    return Path(found) if isinstance(found, str) else None
 
 
 def check_model_shape(config: dict, model: str, shape: dict) -> None:
