@@ -99,6 +99,10 @@ def check_python_module(words: list[str], where: Path) -> None:
         )
         assert result.returncode == 0, result.stdout + result.stderr
         return
+    if module == "prunescope.configcheck":
+        result = subprocess.run([sys.executable, "-m", module, *args], cwd=where, env=ACTIVATED)
+        assert result.returncode == 0, f"{module} refused {args}"
+        return
     if module in {"bench", "bench.rule_times"}:
         parse_bench(module, args)
         return
