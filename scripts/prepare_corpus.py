@@ -1,15 +1,22 @@
 """Split a corpus into train / calibration / eval documents (JSON lines)."""
 
-from prunescope.corpus import documents_from_config, split_documents, write_jsonl
+from prunescope.corpus import (
+    documents_from_config,
+    require_documents,
+    split_documents,
+    write_jsonl,
+)
 from prunescope.io import write_json
 from prunescope.runlog import rule_logging
 
 with rule_logging(snakemake.log[0]) as log:
     spec = snakemake.params.corpus
-    docs = documents_from_config(spec["source"], spec)
+    key = f"corpora.{snakemake.wildcards.corpus}"
+    docs = documents_from_config(spec["source"], spec, key)
     splits = split_documents(
         docs, spec["fractions"], spec["seed"], shuffle=spec["shuffle"], max_chars=spec["max_chars"]
     )
+    require_documents(splits, spec["fractions"], key)
     manifest = {"corpus": snakemake.wildcards.corpus, "source": spec["source"], "splits": {}}
     for name, split_docs in splits.items():
         n = write_jsonl(split_docs, snakemake.output[name])

@@ -22,6 +22,7 @@ from prunescope.corpus import (
     windows_from_jsonl,
     write_jsonl,
 )
+from prunescope.errors import UserInputError
 from prunescope.tinylm import train_bpe_tokenizer
 
 FRACTIONS = {"train": 0.8, "calib": 0.1, "eval": 0.1}
@@ -88,7 +89,7 @@ def test_hf_corpus_streams_a_local_dataset(tmp_path):
     path.write_text("".join(json.dumps({"body": f"row {i}"}) + "\n" for i in range(20)))
     docs = list(hf_documents("json", data_files=str(path), text_field="body", max_documents=5))
     assert [d.text for d in docs] == [f"row {i}" for i in range(5)]
-    with pytest.raises(KeyError, match="text"):
+    with pytest.raises(UserInputError, match=r"has no field 'text' \(its fields: body\)"):
         list(hf_documents("json", data_files=str(path)))
     via_config = documents_from_config(
         "hf", {"dataset": "json", "data_files": str(path), "text_field": "body"}

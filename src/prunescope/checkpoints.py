@@ -5,23 +5,25 @@ from __future__ import annotations
 from pathlib import Path
 
 from prunescope.io import write_json
-from prunescope.models import DTYPES, check_dtype_for_model
+from prunescope.models import load_causal_lm
 
 
 def save_pretrained_copy(
-    name: str, out_dir: str | Path, *, revision: str | None = None, dtype: str = "float32"
+    name: str,
+    out_dir: str | Path,
+    *,
+    revision: str | None = None,
+    dtype: str = "float32",
+    key: str | None = None,
 ) -> None:
-    """Load ``name`` with ``from_pretrained`` and save model and tokenizer to ``out_dir``.
+    """Load ``name`` (a hub id or a model folder) and save model and tokenizer to ``out_dir``.
 
     Saving once pins the revision: every condition of the grid is pruned from
-    the same weights even if the hub copy changes later.
+    the same weights even if the hub copy changes later. ``key`` is the config key
+    that names the model (``models.<name>.name``); every refusal of ``load_causal_lm``
+    (unreachable hub, incomplete or damaged weights or tokenizer) starts with it.
     """
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    config = AutoConfig.from_pretrained(name, revision=revision)
-    check_dtype_for_model(config.model_type, dtype)
-    model = AutoModelForCausalLM.from_pretrained(name, revision=revision, dtype=DTYPES[dtype])
-    tokenizer = AutoTokenizer.from_pretrained(name, revision=revision)
+    model, tokenizer = load_causal_lm(name, dtype, device="cpu", revision=revision, key=key)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     write_json(Path(out_dir) / "source.json", {"name": name, "revision": revision, "dtype": dtype})

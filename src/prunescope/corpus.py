@@ -19,6 +19,7 @@ import ast
 import fnmatch
 import hashlib
 import json
+import os
 import sysconfig
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from pathlib import Path
 
 import torch
 
+from prunescope.artifacts import damaged, require_file
+from prunescope.errors import UserInputError
 from prunescope.io import atomic_path
 
 SPLITS = ("train", "calib", "eval")
@@ -84,16 +87,51 @@ def extract_docstrings(source: str) -> str:
     return "\n\n".join(d for d in docs if d)
 
 
-def textfile_documents(patterns: Iterable[str], base: str | Path = ".") -> Iterator[Document]:
-    """Every file matching the glob patterns (relative to ``base``), one document each."""
+def textfile_documents(
+    patterns: Iterable[str], base: str | Path = ".", key: str | None = None
+) -> Iterator[Document]:
+    """Every file matching the glob patterns (relative to ``base``), one document each.
+
+    A pattern matching no file, or only folders, is refused: either would leave the corpus
+    without the text the user meant. ``key`` names the patterns in the config.
+    """
     paths: set[Path] = set()
     for pattern in patterns:
-        matched = sorted(Path(base).glob(pattern))
+        matched = _glob(base, pattern, key)
         if not matched:
-            raise FileNotFoundError(f"corpus pattern {pattern!r} matches no file")
-        paths.update(p for p in matched if p.is_file())
+            where = f" (relative to {Path(base).resolve()})"
+            raise FileNotFoundError(
+                _keyed(key, f"corpus pattern {pattern!r} matches no file{where}")
+            )
+        files = [p for p in matched if p.is_file()]
+        if not files:
+            inside = f"{pattern.rstrip('/')}/**/*"
+            problem = (
+                f"corpus pattern {pattern!r} matches only folders; write {inside!r} for their files"
+            )
+            raise UserInputError(_keyed(key, problem))
+        paths.update(files)
     for path in sorted(paths):
         yield Document(path.as_posix(), path.read_text(encoding="utf-8", errors="replace"))
+
+
+def _glob(base: str | Path, pattern: str, key: str | None) -> list[Path]:
+    """``Path.glob`` from ``base``, which also takes an absolute or ``~`` pattern."""
+    pattern = os.path.expanduser(pattern)
+    root = Path(base)
+    if os.path.isabs(pattern):
+        root = Path(Path(pattern).anchor)
+        pattern = str(Path(pattern).relative_to(root))
+    try:
+        return sorted(root.glob(pattern))
+    except ValueError as err:  # an empty pattern, or one with "**" inside a name
+        raise UserInputError(
+            _keyed(key, f"corpus pattern {pattern!r} is not a glob ({err})")
+        ) from err
+
+
+# Dataset names that are builders reading the user's own data_files, not hub repositories.
+_LOCAL_BUILDERS = ("json", "csv", "parquet", "text", "arrow")
 
 
 def hf_documents(
@@ -104,37 +142,96 @@ def hf_documents(
     text_field: str = "text",
     max_documents: int | None = None,
     data_files: str | list[str] | None = None,
+    key: str | None = None,
 ) -> Iterator[Document]:
-    """Documents of a Hugging Face dataset, streamed so only what is used is read."""
+    """Documents of a Hugging Face dataset, streamed so only what is used is read.
+
+    A dataset that cannot be reached or read, and rows without ``text_field``, are refused
+    in one sentence naming the dataset and, given ``key`` (``corpora.<name>``), the config key.
+    """
     import datasets
 
-    stream = datasets.load_dataset(
-        dataset, config_name, split=hf_split, streaming=True, data_files=data_files
-    )
-    for i, row in enumerate(stream):
-        if max_documents is not None and i >= max_documents:
-            break
-        if text_field not in row:
-            raise KeyError(f"dataset {dataset!r} has no text field {text_field!r}")
-        yield Document(f"{hf_split}:{i}", row[text_field])
+    try:
+        stream = datasets.load_dataset(
+            dataset, config_name, split=hf_split, streaming=True, data_files=data_files
+        )
+        for i, row in enumerate(stream):
+            if max_documents is not None and i >= max_documents:
+                break
+            if text_field not in row:
+                fields = ", ".join(sorted(row)) or "none"
+                problem = (
+                    f"corpus dataset {dataset} has no field {text_field!r} (its fields: {fields})"
+                )
+                raise UserInputError(_keyed(_sub(key, "text_field"), problem))
+            text = row[text_field]
+            if text is None:  # a missing value, common in hub datasets: no document
+                continue
+            if not isinstance(text, str):
+                value = repr(text)[:40]
+                problem = f"corpus dataset {dataset} row {i} has the value {value}, not text"
+                raise UserInputError(_keyed(_sub(key, "text_field"), problem))
+            yield Document(f"{hf_split}:{i}", text)
+    except UserInputError:
+        raise
+    except (ValueError, OSError, StopIteration, datasets.exceptions.DatasetsError) as err:
+        raise _dataset_error(err, dataset, key) from err
 
 
-def documents_from_config(source: str, options: dict) -> Iterator[Document]:
-    """Dispatch on the ``source`` key of a corpus entry in the config."""
+def _dataset_error(err: BaseException, dataset: str, key: str | None) -> UserInputError:
+    """One sentence for a dataset ``datasets`` could not open or read."""
+    from prunescope.hub import first_line, hub_errors, hub_failure
+
+    detail = first_line(err) if str(err).strip() else "it found no data"
+    local = dataset in _LOCAL_BUILDERS or dataset.startswith(("/", "~", "./", "../"))
+    if local or Path(dataset).expanduser().exists() or not isinstance(err, hub_errors()):
+        problem = f"corpus dataset {dataset} could not be read ({detail})"
+        return UserInputError(
+            _keyed(key, f"{problem}; check the settings of {key or 'the corpus'}")
+        )
+    name_key = _sub(key, "dataset")
+    failure = hub_failure(err, repo=dataset, kind="dataset", key=name_key or "the dataset name")
+    sentence = f"corpus dataset {dataset} could not be downloaded: {failure.reason}; {failure.fix}"
+    return UserInputError(_keyed(name_key, sentence))
+
+
+def _keyed(key: str | None, sentence: str) -> str:
+    return f"{key}: {sentence}" if key else sentence
+
+
+def _sub(key: str | None, field: str) -> str | None:
+    return f"{key}.{field}" if key else None
+
+
+def documents_from_config(source: str, options: dict, key: str | None = None) -> Iterator[Document]:
+    """Dispatch on the ``source`` key of a corpus entry in the config (``key``, e.g.
+    ``corpora.web``, names the entry in errors); a source that gives no document is refused."""
     if source == "stdlib":
-        return stdlib_documents(options.get("exclude", ()), options.get("content", "source"))
-    if source == "textfile":
-        return textfile_documents(options["paths"], options.get("base", "."))
-    if source == "hf":
-        return hf_documents(
+        docs = stdlib_documents(options.get("exclude", ()), options.get("content", "source"))
+    elif source == "textfile":
+        docs = textfile_documents(options["paths"], options.get("base", "."), _sub(key, "paths"))
+    elif source == "hf":
+        docs = hf_documents(
             options["dataset"],
             config_name=options.get("config_name"),
             hf_split=options.get("hf_split", "train"),
             text_field=options.get("text_field", "text"),
             max_documents=options.get("max_documents"),
             data_files=options.get("data_files"),
+            key=key,
         )
-    raise ValueError(f"corpus source {source!r} is not one of stdlib, textfile, hf")
+    else:
+        raise UserInputError(f"corpus source {source!r} is not one of stdlib, textfile, hf")
+    return _not_empty(docs, key)
+
+
+def _not_empty(docs: Iterator[Document], key: str | None) -> Iterator[Document]:
+    empty = True
+    for doc in docs:
+        empty = False
+        yield doc
+    if empty:
+        raise UserInputError(_keyed(key, "the corpus has no documents; check its source settings"))
 
 
 def split_documents(
@@ -163,6 +260,26 @@ def split_documents(
     return out
 
 
+def require_documents(
+    splits: dict[str, list[Document]], fractions: dict[str, float], key: str | None = None
+) -> None:
+    """Refuse a split that the config gives a share of the documents but that got none.
+
+    With a handful of documents a 10% split is often empty, and the stage reading it would
+    fail much later, far from the cause.
+    """
+    total = sum(len(docs) for docs in splits.values())
+    for name in SPLITS:
+        if fractions.get(name, 0.0) > 0 and not splits[name]:
+            raise UserInputError(
+                _keyed(
+                    key,
+                    f"the corpus gives its {name} split no document ({total} documents in "
+                    f"all); add text or change the fractions",
+                )
+            )
+
+
 def _cap_chars(docs: list[Document], max_chars: int) -> list[Document]:
     kept, total = [], 0
     for doc in docs:
@@ -183,13 +300,40 @@ def write_jsonl(docs: Iterable[Document], path: str | Path) -> int:
 
 
 def read_jsonl(path: str | Path) -> Iterator[Document]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"corpus file {str(path)!r} does not exist")
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            row = json.loads(line)
-            yield Document(row["id"], row["text"])
+    """The documents of a split file written by ``write_jsonl``.
+
+    A line that is not JSON, or not an object with string ``id`` and ``text``, is refused
+    naming the file and line; so is a last line without its newline, which ``write_jsonl``
+    always writes: the file was cut short exactly at the end of a document.
+    """
+    path = require_file(path, "corpus file")
+    # Read as bytes and decode line by line, so that bytes which are not UTF-8 are found on
+    # their own line (a text-mode file decodes ahead, in chunks of many lines).
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, 1):
+            yield _document(path, number, line)
+
+
+def _document(path: Path, number: int, raw: bytes) -> Document:
+    where = f"line {number}"
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise damaged("corpus file", path, f"{where} is not UTF-8 text ({err.reason})") from err
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as err:
+        # json's own position says "line 1": each line is parsed alone
+        problem = f"{where} is not valid JSON ({err.msg.removesuffix(' at')} at column {err.colno})"
+        raise damaged("corpus file", path, problem) from err
+    if not line.endswith("\n"):
+        raise damaged("corpus file", path, f"{where} has no newline, so the file is cut short")
+    if not isinstance(row, dict):
+        raise damaged("corpus file", path, f"{where} is not a JSON object")
+    for field in ("id", "text"):
+        if not isinstance(row.get(field), str):
+            raise damaged("corpus file", path, f"{where} has no {field!r} string")
+    return Document(row["id"], row["text"])
 
 
 def token_stream(
@@ -242,7 +386,7 @@ def windows_from_jsonl(
     stream = token_stream(tokenizer, read_jsonl(path), max_tokens=n_windows * body)
     windows = make_windows(stream, context, bos_id)
     if windows.shape[0] < n_windows:
-        raise ValueError(
+        raise UserInputError(
             f"corpus file {str(path)!r} gives only {windows.shape[0]} windows of {context} "
             f"tokens, fewer than the {n_windows} asked for"
         )

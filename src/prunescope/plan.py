@@ -292,8 +292,9 @@ def _check_model(config: dict, name: str, spec: dict) -> None:
             if _cached_config(spec) is None and not Path(model_dir(name, "dense")).is_dir():
                 raise UserInputError(
                     f"{key}.name {target!r} is not in the local Hugging Face cache and "
-                    f"HF_HUB_OFFLINE is set, so it cannot be downloaded: run `huggingface-cli "
-                    f"download {target}` where there is network, or unset HF_HUB_OFFLINE"
+                    f"HF_HUB_OFFLINE is set, so it cannot be downloaded: run `hf download "
+                    f"{target}` where there is network and bring its Hugging Face cache "
+                    "(~/.cache/huggingface) here, or unset HF_HUB_OFFLINE"
                 )
         if spec.get("dtype") == "float16" and "gemma" in target.lower():
             raise UserInputError(
