@@ -15,6 +15,8 @@ from prunescope.align.plan import (
     check_align,
     dataset_options,
     structure_sparsities,
+    tasks,
+    upstream_of,
     variants,
 )
 
@@ -75,6 +77,101 @@ def test_semantic_checks_name_the_key(key, value, message):
         config["align"]["heatmap_sparsity"] = value[0]
     with pytest.raises(ValueError, match=message):
         check_align(config)
+
+
+PER_TRIAL_RULES = (
+    "train_align_net",
+    "estimate_align_hessian",
+    "solve_align_mip",
+    "sweep_align_magnitude",
+    "prune_align_nets",
+    "finetune_align_nets",
+)
+GRID_RULES = (
+    "align_accuracy_table",
+    "align_mip_table",
+    "align_training_table",
+    "align_sweep_table",
+    "plot_align_figure",
+)
+
+
+def upstreams(config: dict) -> dict[tuple, dict]:
+    """Every ALIGN job's upstream param, keyed by (rule, task, structure, trial); a job
+    without one of these wildcards has None there."""
+    align = config["align"]
+    jobs = {
+        (rule, task, structure, trial): {"task": task, "structure": structure, "trial": str(trial)}
+        for rule in PER_TRIAL_RULES
+        for task in tasks(config)
+        for structure in align["structures"]
+        for trial in align["trials"]
+    }
+    jobs |= {("plot_align_picture", task, None, None): {"task": task} for task in tasks(config)}
+    jobs |= {(rule, None, None, None): {} for rule in GRID_RULES}
+    return {job: upstream_of(config, job[0], wildcards) for job, wildcards in jobs.items()}
+
+
+HESSIAN_READERS = {
+    "prune_align_nets",
+    "finetune_align_nets",
+    "align_accuracy_table",
+    "plot_align_figure",
+    "plot_align_picture",
+}
+# (edit of the smoke preset's align block, whether a job's upstream must change)
+EDITS = {
+    "dataset size": (
+        lambda a: a["dnf"].update(train_per_16_literals=2000),
+        lambda rule, task: task in ("dnf16", None),
+    ),
+    "training epochs": (
+        lambda a: a["training"].update(epochs=7),
+        lambda rule, task: rule != "train_align_net",
+    ),
+    "hessian damping": (
+        lambda a: a["hessian"].update(damping=0.1),
+        lambda rule, task: rule in HESSIAN_READERS,
+    ),
+    "digits hessian fraction": (
+        lambda a: a["hessian"].update(digits_fraction=0.5),
+        lambda rule, task: rule in HESSIAN_READERS and task in ("digits", None),
+    ),
+    "mip time limit": (
+        lambda a: a["mip"].update(time_limit=0.1),
+        lambda rule, task: rule in HESSIAN_READERS | {"align_mip_table"},
+    ),
+    "finetuning epochs": (
+        lambda a: a["finetuning"].update(epochs=3),
+        lambda rule, task: rule in ("align_accuracy_table", "plot_align_figure"),
+    ),
+}
+
+
+@pytest.mark.parametrize("edit", EDITS)
+def test_an_edit_changes_the_upstream_of_exactly_the_jobs_downstream_of_it(edit):
+    change, downstream = EDITS[edit]
+    config = validated("configs/smoke.yaml")
+    before = upstreams(config)
+    change(config["align"])
+    after = upstreams(config)
+    changed = {job for job in before if before[job] != after[job]}
+    assert changed == {job for job in before if downstream(job[0], job[1])}
+
+
+def test_listing_tasks_or_trials_in_another_order_changes_no_upstream():
+    config = validated("configs/smoke.yaml")
+    config["align"]["trials"] = [0, 1]
+    before = upstreams(config)
+    config["align"]["trials"] = [1, 0]
+    config["align"]["tasks"] = dict(reversed(config["align"]["tasks"].items()))
+    assert upstreams(config) == before
+
+
+def test_a_rule_with_no_lineage_is_refused_by_name():
+    config = validated("configs/smoke.yaml")
+    with pytest.raises(ValueError, match="Study ALIGN rule 'make_align_dataset'"):
+        upstream_of(config, "make_align_dataset", {"task": "dnf16", "trial": "0"})
 
 
 SCHEMA_BAD = [

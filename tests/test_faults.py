@@ -191,6 +191,28 @@ def test_pruning_killed_after_a_pruning_edit_still_reruns_what_the_edit_reaches(
     assert planned_jobs(run_snakemake("-n", *edited, cwd=finished)) == plan_before
 
 
+def test_align_hessian_killed_after_a_damping_edit_still_reruns_what_the_edit_reaches(finished):
+    # The pruning jobs read the Hessian and nothing else the edit touches: only the
+    # Hessian's lineage among their params keeps the edit alive for the killed trial.
+    edited = edited_smoke(
+        finished, "edited.yaml", lambda c: c["align"]["hessian"].update(damping=0.1)
+    )
+    plan_before = planned_jobs(run_snakemake("-n", *edited, cwd=finished))
+    assert plan_before["estimate_align_hessian"] == 2 and plan_before["prune_align_nets"] == 4
+    assert "train_align_net" not in plan_before and "solve_align_mip" not in plan_before
+
+    hessian = "results/align/nets/dnf16/trial0/hessian.npy"
+    kill_job_when(
+        finished,
+        [hessian, *edited],
+        "estimate_align_hessian.py",
+        lambda: script_running(finished, "estimate_align_hessian.py"),
+        "the Hessian job started",
+    )
+    assert not (finished / hessian).exists()
+    assert planned_jobs(run_snakemake("-n", *edited, cwd=finished)) == plan_before
+
+
 def test_sae_training_killed_midway_leaves_nothing_and_is_rerun_alone(finished):
     # Long enough training that the kill lands inside the loop, not before or after it.
     long = edited_smoke(finished, "long.yaml", lambda c: c["sae"].update(steps=3000))

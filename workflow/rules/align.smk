@@ -31,6 +31,7 @@ rule train_align_net:
     params:
         training=canonical(ALIGN["training"]),
         seed=lambda wc: int(wc.trial),
+        upstream=align_upstream("train_align_net"),
     script:
         "../../scripts/train_align_net.py"
 
@@ -57,6 +58,7 @@ rule estimate_align_hessian:
         seed=lambda wc: int(wc.trial),
         damping=ALIGN["hessian"]["damping"],
         device=config["device"],
+        upstream=align_upstream("estimate_align_hessian"),
     script:
         "../../scripts/estimate_align_hessian.py"
 
@@ -77,6 +79,7 @@ rule solve_align_mip:
         sparsity=lambda wc: float(wc.sparsity),
         structure=lambda wc: wc.structure,
         mip=canonical(ALIGN["mip"]),
+        upstream=align_upstream("solve_align_mip"),
     script:
         "../../scripts/solve_align_mip.py"
 
@@ -100,6 +103,7 @@ rule prune_align_nets:
     params:
         variants=lambda wc: variants(config, wc.structure),
         structure=lambda wc: wc.structure,
+        upstream=align_upstream("prune_align_nets"),
     script:
         "../../scripts/prune_align_nets.py"
 
@@ -122,6 +126,7 @@ rule finetune_align_nets:
     params:
         finetuning=canonical(ALIGN["finetuning"]),
         seed=lambda wc: int(wc.trial),
+        upstream=align_upstream("finetune_align_nets"),
     script:
         "../../scripts/finetune_align_nets.py"
 
@@ -138,6 +143,7 @@ rule sweep_align_magnitude:
         "../../envs/prunescope.yaml"
     params:
         sparsities=ALIGN["magnitude_sweep"],
+        upstream=align_upstream("sweep_align_magnitude"),
     script:
         "../../scripts/sweep_align_magnitude.py"
 
@@ -158,6 +164,8 @@ rule align_accuracy_table:
         "results/logs/align_accuracy_table.log",
     conda:
         "../../envs/prunescope.yaml"
+    params:
+        upstream=align_upstream("align_accuracy_table"),
     script:
         "../../scripts/align_accuracy_table.py"
 
@@ -178,6 +186,8 @@ rule align_mip_table:
         "results/logs/align_mip_table.log",
     conda:
         "../../envs/prunescope.yaml"
+    params:
+        upstream=align_upstream("align_mip_table"),
     script:
         "../../scripts/align_mip_table.py"
 
@@ -196,6 +206,8 @@ rule align_training_table:
         "results/logs/align_training_table.log",
     conda:
         "../../envs/prunescope.yaml"
+    params:
+        upstream=align_upstream("align_training_table"),
     script:
         "../../scripts/align_training_table.py"
 
@@ -214,6 +226,8 @@ rule align_sweep_table:
         "results/logs/align_sweep_table.log",
     conda:
         "../../envs/prunescope.yaml"
+    params:
+        upstream=align_upstream("align_sweep_table"),
     script:
         "../../scripts/align_sweep_table.py"
 
@@ -238,6 +252,7 @@ rule plot_align_figure:
         "../../envs/prunescope.yaml"
     params:
         figure=lambda wc: wc.figure,
+        upstream=align_upstream("plot_align_figure"),
     script:
         "../../scripts/plot_align_figure.py"
 
@@ -265,5 +280,6 @@ rule plot_align_picture:
         picture=lambda wc: wc.picture,
         sweep=ALIGN["magnitude_sweep"],
         sparsity=ALIGN["heatmap_sparsity"],
+        upstream=align_upstream("plot_align_picture"),
     script:
         "../../scripts/plot_align_picture.py"

@@ -1,5 +1,6 @@
 # Grid, paths and config checks come from the library (prunescope.plan) so that
 # they are unit-tested; this file only adapts them to Snakemake.
+import re
 import sys
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from prunescope.runlog import export_to_jobs
 
 export_to_jobs(Path(workflow.basedir) / "src")
 from prunescope.plan import (
+    NAME_PATTERN,
+    TASK_PATTERN,
     ablation_condition,
     analysis_targets,
     canonical,
@@ -47,11 +50,58 @@ from prunescope.align.plan import (
     pruned_dir,
     structure_sparsities,
     tasks,
+    upstream_of as align_upstream_of,
     variants,
 )
 
 check_config(config)
 check_align(config)
+
+# --- memory: each heavy job's estimated peak, refused now if it cannot fit, asked for as mem_mb
+
+import errno
+import os
+
+from prunescope.memory import (
+    check_memory,
+    job_budgets,
+    job_estimate,
+    machine_memory,
+    saved_model_shape,
+    set_resources_mem_mb,
+)
+
+# A job's own Snakemake (on a cluster node) leaves the check to the main process.
+if workflow.is_main_process:
+    check_memory(
+        config,
+        job_budgets(
+            set_resources_mem_mb(workflow.resource_settings.overwrite_resources),
+            machine_memory(),
+        ),
+    )
+
+
+def estimated_mem_mb(rule):
+    """The rule's mem_mb: prunescope.memory's estimate of its job's peak. A hub model's widths
+    come from the config.json saved with it; until its job's inputs exist Snakemake shows
+    <TBD> and asks again when the job is ready to run."""
+
+    def mem_mb(wildcards, input):
+        shape = None
+        model = wildcards.get("model")
+        if model is not None and config["models"][model]["source"] == "hf":
+            shape = saved_model_shape(f"results/models/{model}/dense", model)
+            if shape is None:
+                missing = [path for path in input if not os.path.exists(path)]
+                if missing:
+                    raise FileNotFoundError(errno.ENOENT, "not built yet", missing[0])
+                return None
+        estimate = job_estimate(config, rule, dict(wildcards.items()), shape)
+        return None if estimate is None else estimate.mem_mb
+
+    return mem_mb
+
 
 CONDITION = r"dense|[a-z0-9_]+-[0-9.]+"
 
@@ -61,20 +111,21 @@ def intermediate(path):
     return path if config["keep_intermediates"] else temp(path)
 
 
-LOCAL_MODELS = models_by_source(config, "local") or ["__none__"]
-HUB_MODELS = models_by_source(config, "hf") or ["__none__"]
+# Model names go into a regular expression: "." must match only itself.
+LOCAL_MODELS = [re.escape(m) for m in models_by_source(config, "local")] or ["__none__"]
+HUB_MODELS = [re.escape(m) for m in models_by_source(config, "hf")] or ["__none__"]
 
 
 wildcard_constraints:
-    model=r"[A-Za-z0-9_.]+",
-    corpus=r"[A-Za-z0-9_.]+",
+    model=NAME_PATTERN,
+    corpus=NAME_PATTERN,
     cond=CONDITION,
     method=r"[a-z0-9_]+",
     sparsity=r"0\.[0-9]+",
     split=r"train|calib|eval",
     layer=r"\d+",
     seed=r"\d+",
-    task=r"[a-z][a-z0-9_]*",
+    task=TASK_PATTERN,
     trial=r"\d+",
     structure=r"unstructured|2of4",
 
@@ -203,6 +254,16 @@ def ablated_model(wildcards):
 
 ALIGN = config.get("align") or {}
 ALIGN_FIGURES = align_figures(config) or ["__none__"]
+
+
+def align_upstream(rule):
+    """The lineage of what an ALIGN job reads, so an upstream edit reruns it even when the
+    job that would rewrite its input dies (see prunescope.align.plan.upstream_of)."""
+
+    def lineage(wildcards):
+        return align_upstream_of(config, rule, dict(wildcards.items()))
+
+    return lineage
 
 
 def align_mip_solutions(wildcards):

@@ -56,6 +56,7 @@ rule train_local_model:
     threads: 4
     resources:
         gpu=1,
+        mem_mb=estimated_mem_mb("train_local_model"),
     params:
         architecture=lambda wc: canonical(model_spec(wc)["architecture"]),
         training=lambda wc: canonical(model_spec(wc)["training"]),
@@ -74,6 +75,9 @@ rule save_hub_model:
         "results/benchmarks/save_hub_model/{model}.tsv"
     wildcard_constraints:
         model="|".join(HUB_MODELS),
+    # first among the jobs ready to run: a model that cannot be downloaded stops the
+    # run before hours of other work
+    priority: 50
     conda:
         "../../envs/prunescope.yaml"
     params:
@@ -99,6 +103,7 @@ rule prune_model:
     threads: 2
     resources:
         gpu=1,
+        mem_mb=estimated_mem_mb("prune_model"),
     params:
         sparsity=lambda wc: float(wc.sparsity),
         options=lambda wc: canonical(pruning_options(config, wc.model, wc.method)),
@@ -124,6 +129,7 @@ rule evaluate_perplexity:
     threads: 1
     resources:
         gpu=1,
+        mem_mb=estimated_mem_mb("evaluate_perplexity"),
     params:
         perplexity=canonical(config["perplexity"]),
         dtype=lambda wc: model_spec(wc)["dtype"],
@@ -149,6 +155,7 @@ rule capture_activations:
     threads: 1
     resources:
         gpu=1,
+        mem_mb=estimated_mem_mb("capture_activations"),
     params:
         settings=capture_settings,
         device=config["device"],
@@ -172,6 +179,7 @@ rule train_sae:
     threads: 1
     resources:
         gpu=1,
+        mem_mb=estimated_mem_mb("train_sae"),
     params:
         sae=canonical({k: v for k, v in config["sae"].items() if k != "seeds"}),
         seed=lambda wc: int(wc.seed),

@@ -1,4 +1,4 @@
-"""Study ALIGN's grid as plain data: tasks, trials, pruned variants, artifact paths, checks.
+"""Study ALIGN's grid as plain data: tasks, trials, variants, lineages, artifact paths, checks.
 
 Like :mod:`prunescope.plan` for Study LM, the rule files ask this module what to build
 and it knows nothing of Snakemake.
@@ -6,7 +6,11 @@ and it knows nothing of Snakemake.
 
 from __future__ import annotations
 
-from prunescope.plan import format_sparsity
+import hashlib
+import json
+from functools import partial
+
+from prunescope.plan import canonical, format_sparsity
 
 STRUCTURES = {"unstructured": None, "2of4": (2, 4)}
 DIGITS_PIXELS = 64
@@ -74,6 +78,156 @@ def dataset_options(config: dict, task: str, trial: int) -> dict:
 def hessian_fraction(config: dict, task: str) -> float:
     kind = config["align"]["tasks"][task]["kind"]
     return config["align"]["hessian"][f"{kind}_fraction"]
+
+
+# --- lineage: what an artifact's content follows, all the way up ------------------------------
+#
+# As for Study LM (see prunescope.plan): a reader carries the lineage of what it reads among
+# its params, because Snakemake deletes a failed job's output with the record of its params
+# and does not rerun a job whose output is missing while every reader of it is up to date.
+# Each lineage is the producing job's own settings plus the lineage of what that job reads,
+# so an edit changes the lineage of exactly the artifacts downstream of it. The device is
+# left out, as in Study LM: it picks where the sums run, not what they compute.
+
+
+def net_lineage(config: dict, task: str, trial) -> dict:
+    """A dense net: its dataset, the training settings and the trial's seed."""
+    return canonical(
+        {
+            "data": dataset_options(config, task, trial),
+            "training": config["align"]["training"],
+            "seed": int(trial),
+        }
+    )
+
+
+def hessian_lineage(config: dict, task: str, trial) -> dict:
+    """A W1 Hessian and its inverse: the net, the share of samples it sums over, the damping."""
+    return canonical(
+        {
+            "net": net_lineage(config, task, trial),
+            "fraction": hessian_fraction(config, task),
+            "damping": config["align"]["hessian"]["damping"],
+            "seed": int(trial),
+        }
+    )
+
+
+def mip_lineage(config: dict, task: str, structure: str, trial, sparsity) -> dict:
+    """A MIP solution: the net, every MIP option (the same the solve's params hold), the pattern."""
+    return canonical(
+        {
+            "net": net_lineage(config, task, trial),
+            "mip": config["align"]["mip"],
+            "structure": structure,
+            "sparsity": float(sparsity),
+        }
+    )
+
+
+def mip_lineages(config: dict, task: str, structure: str, trial) -> list[dict]:
+    """The solutions a pruning job reads: none when no method uses the oracle."""
+    if not needs_mip(config):
+        return []
+    return [
+        mip_lineage(config, task, structure, trial, s)
+        for s in structure_sparsities(config, structure)
+    ]
+
+
+def pruned_lineage(config: dict, task: str, structure: str, trial) -> dict:
+    """The pruned variants of one net: its Hessian, the MIP solutions, which variants."""
+    return canonical(
+        {
+            "hessian": hessian_lineage(config, task, trial),
+            "mip": mip_lineages(config, task, structure, trial),
+            "variants": variants(config, structure),
+            "structure": structure,
+        }
+    )
+
+
+def finetuned_lineage(config: dict, task: str, structure: str, trial) -> dict:
+    """The fine-tuned variants: the pruned ones (data and dense net within) and the settings."""
+    return canonical(
+        {
+            "pruned": pruned_lineage(config, task, structure, trial),
+            "finetuning": config["align"]["finetuning"],
+            "seed": int(trial),
+        }
+    )
+
+
+def sweep_lineage(config: dict, task: str, trial) -> dict:
+    return canonical(
+        {"net": net_lineage(config, task, trial), "sparsities": config["align"]["magnitude_sweep"]}
+    )
+
+
+def each_net(config: dict, lineage) -> list[dict]:
+    """``lineage(config, task, trial)`` over every task and trial, as the tables read them."""
+    trials = config["align"]["trials"]
+    return [lineage(config, task, trial) for task in tasks(config) for trial in trials]
+
+
+def digest(lineages: list[dict]) -> dict:
+    """Many artifacts' lineages in a few bytes, for a job that reads the whole grid.
+
+    Snakemake keeps every param of every output and prints it, before and now, in a
+    rerun's reason: written out, the paper preset's accuracy table would carry 350 kB.
+    Sorted, like Snakemake's record of input files, so that listing tasks or trials in
+    another order reruns nothing.
+    """
+    lines = sorted(json.dumps(canonical(lineage), separators=(",", ":")) for lineage in lineages)
+    text = "\n".join(lines).encode()
+    return {"artifacts": len(lineages), "sha256": hashlib.sha256(text).hexdigest()}
+
+
+def accuracy_lineage(config: dict) -> dict:
+    # the fine-tuned variants' lineage holds that of the pruned ones, which the table reads too
+    return digest(each_trial(config, lambda t, s, i: [finetuned_lineage(config, t, s, i)]))
+
+
+def _picture_reads(config: dict, task: str) -> dict:
+    trial = config["align"]["heatmap_trial"]
+    return {"pruned": pruned_lineage(config, task, "unstructured", trial)}
+
+
+# What each rule reads, from the config and its wildcards. A net's lineage holds its
+# dataset's, so the rules that read both name the net alone.
+READS = {
+    "train_align_net": lambda c, w: {"data": dataset_options(c, w["task"], w["trial"])},
+    "estimate_align_hessian": lambda c, w: {"net": net_lineage(c, w["task"], w["trial"])},
+    "solve_align_mip": lambda c, w: {"net": net_lineage(c, w["task"], w["trial"])},
+    "sweep_align_magnitude": lambda c, w: {"net": net_lineage(c, w["task"], w["trial"])},
+    "prune_align_nets": lambda c, w: {
+        "hessian": hessian_lineage(c, w["task"], w["trial"]),
+        "mip": mip_lineages(c, w["task"], w["structure"], w["trial"]),
+    },
+    "finetune_align_nets": lambda c, w: {
+        "pruned": pruned_lineage(c, w["task"], w["structure"], w["trial"])
+    },
+    "align_accuracy_table": lambda c, w: accuracy_lineage(c),
+    "align_mip_table": lambda c, w: digest(each_trial(c, partial(mip_lineages, c))),
+    "align_training_table": lambda c, w: digest(each_net(c, net_lineage)),
+    "align_sweep_table": lambda c, w: digest(each_net(c, sweep_lineage)),
+    "plot_align_figure": lambda c, w: {
+        "accuracy": accuracy_lineage(c),
+        "training": digest(each_net(c, net_lineage)),
+        "sweep": digest(each_net(c, sweep_lineage)),
+    },
+    "plot_align_picture": lambda c, w: _picture_reads(c, w["task"]),
+}
+
+
+def upstream_of(config: dict, rule: str, wildcards: dict) -> dict:
+    """The lineage of what a Study ALIGN job reads: its ``upstream`` param.
+
+    ``wildcards`` maps the job's wildcard names (task, structure, trial, ...) to their values.
+    """
+    if rule not in READS:
+        raise ValueError(f"no upstream lineage is defined for Study ALIGN rule {rule!r}")
+    return canonical(READS[rule](config, wildcards))
 
 
 # --- artifact paths -------------------------------------------------------------------------
