@@ -53,6 +53,7 @@ rule estimate_align_hessian:
         "../../envs/prunescope.yaml"
     resources:
         gpu=1,
+        mem_mb=estimated_mem_mb("estimate_align_hessian"),
     params:
         fraction=lambda wc: hessian_fraction(config, wc.task),
         seed=lambda wc: int(wc.trial),
@@ -75,6 +76,8 @@ rule solve_align_mip:
     conda:
         "../../envs/prunescope.yaml"
     threads: ALIGN["mip"]["threads"]
+    resources:
+        mem_mb=estimated_mem_mb("solve_align_mip"),
     params:
         sparsity=lambda wc: float(wc.sparsity),
         structure=lambda wc: wc.structure,
@@ -100,6 +103,8 @@ rule prune_align_nets:
         "results/benchmarks/prune_align_nets/{task}/{structure}/trial{trial}.tsv"
     conda:
         "../../envs/prunescope.yaml"
+    resources:
+        mem_mb=estimated_mem_mb("prune_align_nets"),
     params:
         variants=lambda wc: variants(config, wc.structure),
         structure=lambda wc: wc.structure,
@@ -123,6 +128,8 @@ rule finetune_align_nets:
         "results/benchmarks/finetune_align_nets/{task}/{structure}/trial{trial}.tsv"
     conda:
         "../../envs/prunescope.yaml"
+    resources:
+        mem_mb=estimated_mem_mb("finetune_align_nets"),
     params:
         finetuning=canonical(ALIGN["finetuning"]),
         seed=lambda wc: int(wc.trial),

@@ -21,6 +21,7 @@ rule match_dictionaries:
     threads: 1
     resources:
         gpu=1,
+        mem_mb=estimated_mem_mb("match_dictionaries"),
     params:
         taus=config["analysis"]["taus"],
         block_rows=config["analysis"]["match_block_rows"],
