@@ -571,13 +571,24 @@ def test_the_paper_models_have_their_published_sizes(model):
     assert ModelShape.from_hf_config(config, model).parameters == pytest.approx(published, rel=1e-3)
 
 
-def test_a_saved_model_folder_gives_its_shape_once_it_has_a_config(tmp_path):
-    assert memory.saved_model_shape(tmp_path) is None
-    config, _ = HUB_CONFIGS["gemma2_2b"]
-    (tmp_path / "config.json").write_text(json.dumps(config))
-    assert memory.saved_model_shape(tmp_path, "gemma2_2b") == ModelShape.from_hf_config(
-        config, "gemma2_2b"
-    )
+def test_a_hub_model_folder_gives_its_shape_once_it_has_a_config(tmp_path):
+    folder = tmp_path / "gemma-2-2b"
+    folder.mkdir()
+    config = preset("config.yaml")
+    config["models"]["gemma2_2b"] = {
+        "source": "hf",
+        "name": str(folder),
+        "corpus": "stdlib",
+        "layers": [3],
+        "dtype": "float32",
+    }
+    assert memory.hub_shape(config, "gemma2_2b") is None and memory.hub_shapes(config) == {}
+    hf_config, _ = HUB_CONFIGS["gemma2_2b"]
+    (folder / "config.json").write_text(json.dumps(hf_config))
+    expected = ModelShape.from_hf_config(hf_config, "gemma2_2b")
+    assert memory.hub_shape(config, "gemma2_2b") == expected
+    assert memory.hub_shapes(config) == {"gemma2_2b": expected}
+    assert memory.hub_shape(config, "tiny") is None  # trained here: from_local sizes it
 
 
 @pytest.mark.parametrize(

@@ -26,15 +26,13 @@ Nothing here imports torch or numpy: Snakemake's main process imports this modul
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 from prunescope.errors import UserInputError
-from prunescope.plan import model_grid, parse_method
+from prunescope.plan import model_grid, model_shape, parse_method
 
 GB = 10**9
 MB = 10**6
@@ -262,13 +260,22 @@ def local_shape(config: dict, model: str) -> ModelShape | None:
     return None
 
 
-def saved_model_shape(folder: str | os.PathLike, model: str = "") -> ModelShape | None:
-    """The shape in a saved model folder's ``config.json``; None while there is none."""
-    path = Path(folder) / "config.json"
-    try:
-        return ModelShape.from_hf_config(json.loads(path.read_text()), model)
-    except (OSError, ValueError, KeyError, TypeError):
+def hub_shape(config: dict, model: str) -> ModelShape | None:
+    """A hub model's shape when its config.json is already on this machine (a local folder,
+    the copy under results/, the Hugging Face cache: ``plan.model_shape``), else None."""
+    if config["models"][model]["source"] != "hf":
         return None
+    found = model_shape(config, model)
+    try:
+        return None if found is None else ModelShape.from_hf_config(found, model)
+    except (KeyError, TypeError, ValueError):  # not a decoder config this module can size
+        return None
+
+
+def hub_shapes(config: dict) -> dict[str, ModelShape]:
+    """``hub_shape`` of every hub model whose shape is known now."""
+    shapes = {model: hub_shape(config, model) for model in config["models"]}
+    return {model: shape for model, shape in shapes.items() if shape is not None}
 
 
 # --------------------------------------------------------------------------- activations

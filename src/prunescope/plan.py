@@ -310,11 +310,10 @@ LLAMA_DEFAULTS = {
     "num_hidden_layers": 32,
     "num_attention_heads": 32,
 }
-SHAPE_KEYS = (*LLAMA_DEFAULTS, "num_key_value_heads", "head_dim", "text_config")
 
 
 def model_shape(config: dict, model: str) -> dict | None:
-    """The widths a model's config.json gives, where the config alone can know them.
+    """The model's config.json (its widths), where the config alone can know it.
 
     A model trained here: its architecture block. A hub model given as a local folder, one
     already saved under results/, or one in the local Hugging Face cache: that config.json.
@@ -332,9 +331,7 @@ def model_shape(config: dict, model: str) -> dict | None:
             except (OSError, ValueError):
                 return None  # the job that loads the folder names the damage
             shape = raw.get("text_config") or raw  # multimodal configs nest the LM's
-            return (
-                {k: shape[k] for k in SHAPE_KEYS if k in shape} if isinstance(shape, dict) else None
-            )
+            return shape if isinstance(shape, dict) else None
     return None
 
 

@@ -66,8 +66,9 @@ from prunescope.memory import (
     check_memory,
     job_budgets,
     job_estimate,
+    hub_shape,
+    hub_shapes,
     machine_memory,
-    saved_model_shape,
     set_resources_mem_mb,
 )
 
@@ -79,19 +80,20 @@ if workflow.is_main_process:
             set_resources_mem_mb(workflow.resource_settings.overwrite_resources),
             machine_memory(),
         ),
+        shapes=hub_shapes(config),
     )
 
 
 def estimated_mem_mb(rule):
     """The rule's mem_mb: prunescope.memory's estimate of its job's peak. A hub model's widths
-    come from the config.json saved with it; until its job's inputs exist Snakemake shows
-    <TBD> and asks again when the job is ready to run."""
+    come from its config.json (prunescope.plan.model_shape); until one is on this machine
+    Snakemake shows <TBD> and asks again when the job is ready to run."""
 
     def mem_mb(wildcards, input):
         shape = None
         model = wildcards.get("model")
         if model is not None and config["models"][model]["source"] == "hf":
-            shape = saved_model_shape(f"results/models/{model}/dense", model)
+            shape = hub_shape(config, model)
             if shape is None:
                 missing = [path for path in input if not os.path.exists(path)]
                 if missing:
