@@ -264,7 +264,7 @@ def test_training_the_local_model_holds_adam_state_activations_and_logits(probe)
 SAE_CASES = {
     # a wide dictionary, no resampling: weights, Adam state, a step's pre-activations
     "weights": dict(d_model=256, expansion=64, k=32, batch_size=1024, steps=6, resample_every=0),
-    # one resampling with nearly every latent dead: their (n_dead, d_sae) pre-activations
+    # one resampling with nearly every latent dead: their pre-activations, 4,096 rows at a time
     "resampling": dict(d_model=64, expansion=128, k=4, batch_size=256, steps=2, resample_every=1),
 }
 
@@ -470,6 +470,7 @@ def test_sizes_the_library_fixes_are_the_ones_estimated(probe):
         result = {
             "SAE_BUFFER_ROWS": sae.SAEConfig().buffer_rows,
             "SAE_EVAL_ROWS": sae.SAEConfig().eval_batch_size,
+            "SAE_RESAMPLE_CHUNK": sae.RESAMPLE_CHUNK,
             "RESAMPLE_UNTIL": sae.RESAMPLE_UNTIL,
             "CACHE_CHUNK_ROWS": activations.DEFAULT_CHUNK_ROWS,
             "MATCH_BLOCK_BYTES": matching.BLOCK_BYTES,
@@ -636,9 +637,9 @@ def test_the_paper_models_fit_one_80_gb_gpu_machine():
 ABSURD = {
     "sae.expansion": (
         {"sae.expansion": 100_000},
-        r"train_sae for model tiny would need about [\d,.]+ TB \(largest part: pre-activations "
-        r"of up to d_sae dead latents' inputs .*\) but this machine has 16\.0 GB; "
-        r"lower sae\.expansion or sae\.resample_every",
+        r"train_sae for model tiny would need about [\d,.]+ GB \(largest part: evaluation "
+        r"pre-activations of 8,192 rows x d_sae = sae.expansion 100,000 x d_model 128, "
+        r"[\d,.]+ GB\) but this machine has 16\.0 GB; lower sae\.expansion",
     ),
     "align literals": (
         {"align.tasks.dnf256": {"kind": "dnf", "literals": 256}},
@@ -765,7 +766,7 @@ def test_the_workflow_refuses_a_config_that_cannot_fit_before_any_job(tmp_path):
     bad.write_text(yaml.safe_dump(config))
     out = run_snakemake("-n", "--configfile", str(bad), "--directory", str(tmp_path), check=False)
     assert re.search(
-        r"train_sae for model tiny would need about [\d,.]+ TB .* lower sae\.expansion", out
+        r"train_sae for model tiny would need about [\d,.]+ GB .* lower sae\.expansion", out
     ), out[-2000:]
     assert not (tmp_path / "results").exists()
 

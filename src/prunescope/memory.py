@@ -53,6 +53,7 @@ list ``corpus.token_stream`` joins them into, before they become an int64 tensor
 # Sizes the library fixes where the config does not reach (tests check them against it).
 SAE_BUFFER_ROWS = 131_072  # sae.SAEConfig.buffer_rows
 SAE_EVAL_ROWS = 8192  # sae.SAEConfig.eval_batch_size
+SAE_RESAMPLE_CHUNK = 4096  # sae.RESAMPLE_CHUNK
 RESAMPLE_UNTIL = 0.8  # sae.RESAMPLE_UNTIL
 CACHE_CHUNK_ROWS = 2048  # activations.DEFAULT_CHUNK_ROWS
 MATCH_BLOCK_BYTES = 256 * 2**20  # matching.BLOCK_BYTES
@@ -513,8 +514,9 @@ def train_sae_memory(config: dict, model: str, d_model: int) -> Estimate:
     and shuffled). On top, the largest of: a step's (batch, d_sae) encoder pre-activations and
     the TopK's group maxima; a new gradient while the old one is held and the decoder
     gradient's projection (two more matrices); a resampling (a pool of up to 16 batches and
-    the (n_dead, d_sae) pre-activations of the dead latents' inputs, old and new, with every
-    latent possibly dead); the evaluation's (8192, d_sae) pre-activations.
+    the pre-activations of 4,096 inputs at a time (``sae.RESAMPLE_CHUNK``), old and new, and
+    per dead latent a direction and its encoder row, with every latent possibly dead); the
+    evaluation's (8192, d_sae) pre-activations.
     """
     sae = config["sae"]
     expansion, batch, k = sae["expansion"], sae["batch_size"], sae["k"]
@@ -557,15 +559,14 @@ def train_sae_memory(config: dict, model: str, d_model: int) -> Estimate:
     phases = [step, gradients, evaluating]
     if 0 < sae["resample_every"] <= RESAMPLE_UNTIL * sae["steps"]:
         pool = min(16, max(1, math.ceil(4 * d_sae / batch))) * batch
-        split = min(4096, pool)
+        split = max(min(SAE_RESAMPLE_CHUNK, pool), min(SAE_RESAMPLE_CHUNK, d_sae))
         phases.append(
             [
                 Term("the resampling pool", 4 * pool * d_model * FLOAT32, ("sae.batch_size",)),
                 Term(
-                    f"pre-activations of up to d_sae dead latents' inputs ({d_sae:,} x {d_sae:,})",
-                    max(2 * d_sae * d_sae, 2 * split * d_sae) * FLOAT32
-                    + d_sae * (2 * d_model + 3 * k) * FLOAT32,
-                    ("sae.expansion", "sae.resample_every"),
+                    f"pre-activations of {split:,} resampling inputs x d_sae {d_sae:,}",
+                    2 * split * d_sae * FLOAT32 + d_sae * (2 * d_model + 3 * k) * FLOAT32,
+                    ("sae.expansion",),
                 ),
             ]
         )

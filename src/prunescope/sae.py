@@ -352,6 +352,10 @@ def iter_shuffled_batches(
             leftover = buffer[n_full:]
 
 
+RESAMPLE_CHUNK = 4096
+"""Rows whose (rows, d_sae) pre-activations a resampling holds at once."""
+
+
 @torch.no_grad()
 def resample_dead_features(
     sae: TopKSAE,
@@ -402,11 +406,9 @@ def resample_dead_features(
     sae.W_dec[dead_ids] = directions
     sae.W_enc[dead_ids] = directions * norms[:, None]
     sae.b_enc[dead_ids] = 0.0
-    sources, rows = x_hat[pick], torch.arange(n_dead, device=x_hat.device)
+    sources = x_hat[pick]
     for _ in range(3):
-        pre = sae.pre_activations(sources)
-        own = pre[rows, dead_ids]
-        kth = pre.topk(sae.k, dim=-1).values[:, -1]
+        own, kth = _own_and_kth(sae, sources, dead_ids)
         crowded = own < kth
         if not crowded.any():
             break
@@ -419,6 +421,23 @@ def resample_dead_features(
             if moment in state:
                 state[moment][dead_ids] = 0.0
     return n_dead
+
+
+def _own_and_kth(
+    sae: TopKSAE, sources: torch.Tensor, latents: torch.Tensor, chunk: int = RESAMPLE_CHUNK
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per source row i: the pre-activation of ``latents[i]`` and the k-th largest one.
+
+    In chunks of rows, so that when most latents are dead the (n_dead, d_sae)
+    pre-activations never exist at once (65,536 latents would make that 17 GB).
+    """
+    own, kth = [], []
+    for start in range(0, len(sources), chunk):
+        pre = sae.pre_activations(sources[start : start + chunk])
+        rows = torch.arange(len(pre), device=pre.device)
+        own.append(pre[rows, latents[start : start + chunk]])
+        kth.append(pre.topk(sae.k, dim=-1).values[:, -1])
+    return torch.cat(own), torch.cat(kth)
 
 
 @torch.no_grad()
