@@ -287,28 +287,28 @@ def _forward_bytes(shape: ModelShape, batch: int, context: int, dtype_bytes: int
     (8 x hidden), queries/keys/values with their rotary copies (4 x attention widths), the MLP's
     gate, up, activation and product (4 x intermediate), and float32 attention scores,
     probabilities and their cast (3 x heads x context^2; eager attention forms them whole)."""
-    tokens = batch * context
-    widths = (
-        8 * shape.hidden_size
-        + 4 * (shape.attention_width + 2 * shape.kv_width)
-        + 4 * shape.intermediate_size
-    )
-    scores = 3 * batch * shape.num_attention_heads * context * context * FLOAT32
-    return tokens * widths * dtype_bytes + scores
+    return _block_bytes(shape, batch, context, dtype_bytes, hidden=8, intermediate=4)
 
 
 def _saved_for_backward(shape: ModelShape, batch: int, context: int) -> int:
     """float32 tensors one block keeps for backward when trained: its inputs, norms, q/k/v and
-    their rotary halves, the MLP's gate, up, activation and product, and the attention scores,
-    probabilities and dropout mask (eager attention)."""
-    tokens = batch * context
+    their rotary halves (10 x hidden with the above), the MLP's gate, up, activation and
+    product (5 x intermediate), and the attention scores, probabilities and dropout mask."""
+    return _block_bytes(shape, batch, context, FLOAT32, hidden=10, intermediate=5)
+
+
+def _block_bytes(
+    shape: ModelShape, batch: int, context: int, dtype_bytes: int, hidden: int, intermediate: int
+) -> int:
+    """``hidden`` and ``intermediate`` copies of those widths per token, q/k/v with their
+    rotary copies, and three float32 (heads, context, context) attention matrices."""
     widths = (
-        10 * shape.hidden_size
+        hidden * shape.hidden_size
         + 4 * (shape.attention_width + 2 * shape.kv_width)
-        + 5 * shape.intermediate_size
+        + intermediate * shape.intermediate_size
     )
     scores = 3 * batch * shape.num_attention_heads * context * context * FLOAT32
-    return tokens * widths * FLOAT32 + scores
+    return batch * context * widths * dtype_bytes + scores
 
 
 def _weights_term(config: dict, model: str, shape: ModelShape) -> Term:
