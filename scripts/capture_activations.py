@@ -10,7 +10,7 @@ with rule_logging(snakemake.log[0], snakemake.threads, gpus=snakemake.resources.
     cfg = p.settings["activations"]
     layer = int(snakemake.wildcards.layer)
     model, tokenizer = load_causal_lm(snakemake.input.model, p.settings["dtype"], p.device)
-    check_layer_index(model, layer)
+    check_layer_index(model, layer, key=f"models.{snakemake.wildcards.model}.layers")
     splits = {
         name: windows_from_jsonl(tokenizer, snakemake.input[name], cfg["context"], n_tokens)
         for name, n_tokens in (("train", cfg["train_tokens"]), ("eval", cfg["eval_tokens"]))

@@ -10,6 +10,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from prunescope.errors import UserInputError
 from prunescope.models import (
     check_dtype_for_model,
     check_layer_index,
@@ -119,8 +120,10 @@ def test_capture_computes_in_the_model_dtype():
 def test_layer_past_depth_is_refused_naming_layer_and_depth(saved_models):
     model, _ = load_causal_lm(saved_models["gemma2"][0], device="cpu")
     for bad in (DEPTH, -1):
-        with pytest.raises(ValueError, match=rf"layer {bad} .*0\.\.{DEPTH - 1}"):
-            check_layer_index(model, bad)
+        with pytest.raises(
+            UserInputError, match=rf"^models.g.layers: layer {bad} .*0\.\.{DEPTH - 1}"
+        ):
+            check_layer_index(model, bad, key="models.g.layers")
         with pytest.raises(ValueError, match=rf"layer {bad} "):
             with residual_hook(model, bad):
                 pass

@@ -351,10 +351,13 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
     raise TypeError(f"cannot find the decoder layers of {type(model).__name__}")
 
 
-def check_layer_index(model: nn.Module, layer: int) -> None:
+def check_layer_index(model: nn.Module, layer: int, key: str = "layer") -> None:
+    """Refuse a layer the model does not have; ``key`` names where it was asked for."""
     n = len(decoder_layers(model))
     if not 0 <= layer < n:
-        raise ValueError(f"layer {layer} is past the model's depth: it has layers 0..{n - 1}")
+        raise UserInputError(
+            f"{key}: layer {layer} is past the model's depth: it has layers 0..{n - 1}"
+        )
 
 
 def prunable_linears(model: nn.Module) -> dict[str, nn.Linear]:
