@@ -316,3 +316,34 @@ def test_column_max_names_bad_input():
         column_max(torch.zeros(0, 3))
     with pytest.raises(ValueError, match="chunk"):
         column_max(torch.zeros(2, 3), chunk=0)
+
+
+def test_a_decoder_row_in_model_space_is_what_the_feature_adds_to_the_stream():
+    """Brute force: decode a unit code of feature i and of nothing, undo the standardisation,
+    and take the difference; that is W_dec[i] * std."""
+    from prunescope.matching import decoder_in_space
+    from prunescope.sae import TopKSAE
+
+    g = torch.Generator().manual_seed(0)
+    d_model, d_sae = 6, 10
+    sae = TopKSAE(
+        d_model,
+        d_sae,
+        k=2,
+        mean=torch.randn(d_model, generator=g),
+        std=torch.rand(d_model, generator=g) + 0.1,
+        generator=g,
+    )
+    with torch.no_grad():
+        sae.b_dec.copy_(torch.randn(d_model, generator=g))
+        nothing = sae.denormalise(
+            sae.decode(torch.zeros(1, 1), torch.zeros(1, 1, dtype=torch.long))
+        )
+        for i in range(d_sae):
+            one = sae.denormalise(sae.decode(torch.ones(1, 1), torch.tensor([[i]])))
+            direction = decoder_in_space(sae.W_dec, sae.std, "model")[i]
+            expected = (one - nothing)[0].to(torch.float64)
+            torch.testing.assert_close(direction, expected, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(decoder_in_space(sae.W_dec, sae.std, "normalised"), sae.W_dec)
+    with pytest.raises(ValueError, match="match space 'raw' is not one of"):
+        decoder_in_space(sae.W_dec, sae.std, "raw")

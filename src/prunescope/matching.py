@@ -125,6 +125,26 @@ def normalise_directions(
     return matrix / norms
 
 
+MATCH_SPACES = ("model", "normalised")
+
+
+def decoder_in_space(
+    decoder: torch.Tensor, std: torch.Tensor | None, space: str = "model"
+) -> torch.Tensor:
+    """The decoder rows of an SAE trained on standardised inputs, as directions to match.
+
+    ``normalised``: the rows as trained, in the SAE's own standardised space. ``model``:
+    the direction each feature adds to the model's residual stream, ``W_dec[i] * std``
+    (decoding undoes the standardisation dimension by dimension), so two SAEs trained on
+    caches with different per-dimension scales are compared where the model computes.
+    """
+    if space not in MATCH_SPACES:
+        raise ValueError(f"match space {space!r} is not one of {MATCH_SPACES}")
+    if space == "normalised" or std is None:
+        return decoder
+    return decoder.to(torch.float64) * std.to(torch.float64)[None, :]
+
+
 def default_block_rows(n_a: int, n_b: int) -> int:
     """Rows of A per block so that one float32 block of similarities is about 256 MB."""
     return max(1, min(n_a, BLOCK_BYTES // (4 * n_b)))

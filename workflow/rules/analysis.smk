@@ -25,6 +25,7 @@ rule match_dictionaries:
     params:
         taus=config["analysis"]["taus"],
         block_rows=config["analysis"]["match_block_rows"],
+        space=config["analysis"]["match_space"],
         device=config["device"],
     script:
         "../../scripts/match_dictionaries.py"
