@@ -342,7 +342,7 @@ def test_a_decoder_row_in_model_space_is_what_the_feature_adds_to_the_stream():
         for i in range(d_sae):
             one = sae.denormalise(sae.decode(torch.ones(1, 1), torch.tensor([[i]])))
             direction = decoder_in_space(sae.W_dec, sae.std, "model")[i]
-            expected = (one - nothing)[0].to(torch.float64)
+            expected = (one - nothing)[0]
             torch.testing.assert_close(direction, expected, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(decoder_in_space(sae.W_dec, sae.std, "normalised"), sae.W_dec)
     with pytest.raises(ValueError, match="match space 'raw' is not one of"):

@@ -142,7 +142,8 @@ def decoder_in_space(
         raise ValueError(f"match space {space!r} is not one of {MATCH_SPACES}")
     if space == "normalised" or std is None:
         return decoder
-    return decoder.to(torch.float64) * std.to(torch.float64)[None, :]
+    # float32 like the matching itself: one decoder-sized copy, as in the normalised space
+    return decoder.to(torch.float32) * std.to(torch.float32)[None, :]
 
 
 def default_block_rows(n_a: int, n_b: int) -> int:
