@@ -1,6 +1,10 @@
-"""The activation cache: rows, float64 stats, chunking, NaN refusal, damaged files."""
+"""The activation cache: rows, float64 stats, chunking, NaN refusal, damaged files, and
+the token digests that show two caches hold the same tokens row for row."""
 
 from __future__ import annotations
+
+import hashlib
+import re
 
 import h5py
 import numpy as np
@@ -11,18 +15,22 @@ from tiny_lms import tiny_causal_lm
 from prunescope.activations import (
     DEFAULT_CHUNK_ROWS,
     SETTINGS_ATTR,
+    TOKENS_DIGEST_ATTR,
     ChunkWriter,
     RunningMoments,
     StaleCacheError,
     all_finite,
     capture_activations,
+    check_all_token_aligned,
     check_capture_settings,
+    check_token_aligned,
     open_cache,
     read_cache_info,
     setting_changes,
     settings_record,
 )
 from prunescope.artifacts import CorruptFileError
+from prunescope.errors import UserInputError
 from prunescope.sae import SAEConfig, train_sae
 
 VOCAB = 80
@@ -254,6 +262,7 @@ def test_bad_inputs_are_refused_before_any_file(tmp_path, splits):
         (dict(splits=splits, skip_positions=CONTEXT), "skip_positions"),
         (dict(splits={"train": splits["train"] + VOCAB}), "vocabulary"),
         (dict(splits=splits, provenance={"layer": 4}), "'layer' clashes"),
+        (dict(splits=splits, provenance={"tokens_sha256_eval": "0"}), "'tokens_sha256_eval'"),
         (dict(splits=splits, provenance={"model": None}), "'model'"),
     ]
     for overrides, message in cases:
@@ -337,3 +346,126 @@ def test_sae_training_refuses_a_stale_cache_before_writing_anything(splits, tmp_
             capture_settings=edited,
         )
     assert not (tmp_path / "sae").exists()
+
+
+def kept_tokens_sha256(ids: torch.Tensor, skip: int) -> str:
+    """The digest a split's rows should record, one token at a time: every window's ids
+    after the skipped positions, as int64 little-endian bytes."""
+    digest = hashlib.sha256()
+    for window in ids.tolist():
+        for token in window[skip:]:
+            digest.update(token.to_bytes(8, "little", signed=True))
+    return digest.hexdigest()
+
+
+@pytest.mark.parametrize("skip", [0, 1])
+def test_token_digests_are_those_of_the_kept_tokens_whatever_the_batch_size(tmp_path, splits, skip):
+    captured = {}
+    for batch_size in (1, 3, 7):
+        out = tmp_path / f"b{batch_size}.h5"
+        capture_activations(
+            build("llama"),
+            1,
+            splits,
+            out,
+            provenance=PROVENANCE,
+            batch_size=batch_size,
+            skip_positions=skip,
+        )
+        attrs = read_cache_info(out)["attrs"]
+        for name, ids in splits.items():
+            assert attrs[TOKENS_DIGEST_ATTR.format(split=name)] == kept_tokens_sha256(ids, skip)
+        with open_cache(out) as f:
+            captured[batch_size] = f["eval"][:]
+    np.testing.assert_array_equal(captured[1], captured[3])
+    np.testing.assert_array_equal(captured[7], captured[3])
+
+
+def test_caches_of_the_same_tokens_from_different_models_are_aligned(tmp_path, splits):
+    paths = []
+    for arch, seed in (("llama", 0), ("llama", 1), ("gemma3", 0)):
+        model = tiny_causal_lm(arch, VOCAB, max_position_embeddings=32, seed=seed)
+        paths.append(tmp_path / f"{arch}{seed}.h5")
+        capture_activations(
+            model, 1, splits, paths[-1], provenance=PROVENANCE, batch_size=4, skip_positions=1
+        )
+    with open_cache(paths[0]) as a, open_cache(paths[1]) as b:
+        assert not np.allclose(a["eval"][:], b["eval"][:])  # other models, same tokens
+    assert check_token_aligned(paths[0], paths[1]) == kept_tokens_sha256(splits["eval"], 1)
+    train = check_token_aligned(paths[0], paths[2], split="train")
+    assert train == kept_tokens_sha256(splits["train"], 1)
+    assert check_all_token_aligned(paths) == kept_tokens_sha256(splits["eval"], 1)
+
+
+def bos_windows(stream: torch.Tensor, context: int) -> torch.Tensor:
+    """``stream`` cut into windows of a BOS (token 0) and ``context - 1`` stream tokens."""
+    body = stream.view(-1, context - 1)
+    return torch.cat([torch.zeros(len(body), 1, dtype=torch.long), body], dim=1)
+
+
+def other_tokens(case: str, splits: dict) -> tuple[dict, dict, int, str]:
+    """Dense splits (captured skipping the BOS), the other capture's splits and skipped
+    positions, and the differences the refusal lists."""
+    if case == "other windows":  # the same 40 tokens after the BOS, cut at other places
+        stream = torch.arange(1, 41)
+        ten, five = bos_windows(stream, 11), bos_windows(stream, 6)
+        return {"train": ten, "eval": ten}, {"train": five, "eval": five}, 1, "context 11 and 6"
+    digests = r"token digests [0-9a-f]{12}… and [0-9a-f]{12}…"
+    other, skip, differences = {
+        "fewer windows": ({**splits, "eval": splits["eval"][:2]}, 1, f"{digests}; rows 33 and 22"),
+        "other text": ({**splits, "eval": windows(3, 9)}, 1, digests),
+        "BOS kept": (splits, 0, f"{digests}; rows 33 and 36; skipped positions 1 and 0"),
+    }[case]
+    return splits, other, skip, differences
+
+
+@pytest.mark.parametrize("case", ["fewer windows", "other text", "BOS kept", "other windows"])
+def test_caches_of_other_tokens_are_refused_naming_both(tmp_path, splits, case):
+    dense_splits, other, skip, differences = other_tokens(case, splits)
+    model = build("llama")
+    dense, pruned = tmp_path / "dense" / "L1.h5", tmp_path / "wanda-0.4" / "L1.h5"
+    capture_activations(model, 1, dense_splits, dense, provenance=PROVENANCE, skip_positions=1)
+    capture_activations(model, 1, other, pruned, provenance=PROVENANCE, skip_positions=skip)
+    message = (
+        f"^activation caches {re.escape(str(dense))} and {re.escape(str(pruned))} hold "
+        rf"different tokens in their 'eval' split \({differences}\); recapture both "
+        "with the same activations settings$"
+    )
+    with pytest.raises(UserInputError, match=message):
+        check_token_aligned(dense, pruned)
+    with pytest.raises(UserInputError, match=message):
+        check_all_token_aligned([dense, dense, pruned])
+
+
+def test_a_cache_without_token_digests_is_refused_by_name_but_still_readable(tmp_path, splits):
+    model = build("llama")
+    new, old = tmp_path / "new.h5", tmp_path / "old.h5"
+    for path in (new, old):
+        capture_activations(model, 1, splits, path, provenance=PROVENANCE)
+    with h5py.File(old, "a") as f:  # as written before token digests were recorded
+        for name in splits:
+            del f.attrs[TOKENS_DIGEST_ATTR.format(split=name)]
+    assert read_cache_info(old)["splits"] == read_cache_info(new)["splits"]
+    message = (
+        f"activation cache {re.escape(str(old))} records no token digest for its 'eval' "
+        r"split .*rerun with --forcerun capture_activations\)$"
+    )
+    for pair in ((new, old), (old, new)):
+        with pytest.raises(UserInputError, match=message) as refused:
+            check_token_aligned(*pair)
+        assert not isinstance(refused.value, CorruptFileError)
+
+
+def test_a_garbled_or_damaged_cache_is_named_by_the_token_check(tmp_path, splits):
+    good, bad = tmp_path / "good.h5", tmp_path / "bad.h5"
+    for path in (good, bad):
+        capture_activations(build("llama"), 1, splits, path, provenance=PROVENANCE)
+    with h5py.File(bad, "a") as f:
+        f.attrs[TOKENS_DIGEST_ATTR.format(split="eval")] = "not a digest"
+    with pytest.raises(CorruptFileError, match=rf"{re.escape(str(bad))} has a malformed token"):
+        check_token_aligned(good, bad)
+    bad.write_bytes(good.read_bytes()[:1000])
+    with pytest.raises(CorruptFileError, match=rf"{re.escape(str(bad))} is truncated"):
+        check_token_aligned(good, bad)
+    with pytest.raises(ValueError, match="at least two caches"):
+        check_all_token_aligned([good])

@@ -3,12 +3,15 @@
 One HDF5 file per (model, condition, layer): a float32 dataset per split (``train``,
 ``eval``) of shape ``(n_tokens, d_model)``, rows in window order, plus float64 ``mean``
 and ``std`` of the first ``stats_samples`` train rows (the SAE input normalisation) and
-the provenance of the run as attributes.
+the provenance of the run as attributes. Each split also records the SHA-256 of the token
+ids behind its rows, so caches of one model's conditions can be shown to hold the same
+tokens row for row (``check_token_aligned``) before their activations are compared.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import sys
@@ -22,6 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from prunescope.artifacts import CorruptFileError, damaged, nan_or_inf, open_hdf5, reading
+from prunescope.errors import UserInputError
 from prunescope.io import atomic_path
 from prunescope.models import check_layer_index, residual_hook
 from prunescope.plan import canonical
@@ -30,6 +34,10 @@ FORMAT_VERSION = 1
 CACHE = "activation cache"
 SETTINGS_ATTR = "capture_settings"
 """The attribute holding the settings a cache was captured with (JSON, keys sorted)."""
+TOKENS_DIGEST_ATTR = "tokens_sha256_{split}"
+"""The attribute (``.format(split=...)``) holding the SHA-256 hex digest of the token ids
+behind a split's rows, in row order: each window's ids after its skipped positions, as
+int64 little-endian bytes. It does not depend on the batch size of the capture."""
 
 # A reader pulling SAE batches of 2,048-4,096 contiguous rows touches one or two whole
 # chunks, and a chunk stays 8-18 MiB at the paper's widths (2,048 rows x 2,048-2,304 x 4 B):
@@ -172,7 +180,8 @@ def capture_activations(
     come from the first ``stats_samples`` rows of ``train`` in window order, so the
     windows should already be in a random document order. Any NaN/Inf aborts the run
     with ``FloatingPointError`` and leaves no file under ``out_path``. The model is moved
-    to ``device`` (default: where it already is).
+    to ``device`` (default: where it already is). Each split records the SHA-256 of the
+    token ids behind its rows (``TOKENS_DIGEST_ATTR``), for ``check_token_aligned``.
     """
     vocab_size = model.get_input_embeddings().num_embeddings
     context = _check_splits(splits, skip_positions, vocab_size)
@@ -195,6 +204,7 @@ def capture_activations(
 
     started = time.perf_counter()
     moments = RunningMoments(d_model)
+    digests = {}
     # libver v110 stores attributes densely, so mean/std of any width fit (the default
     # object header caps an attribute at 64 KiB, i.e. d_model < 8,192).
     with atomic_path(out_path) as tmp, h5py.File(tmp, "w", libver=("v110", "latest")) as f:
@@ -208,9 +218,13 @@ def capture_activations(
                 )
                 # raw whole-chunk writes beat one slice write per batch (bench/capture.py)
                 writer = ChunkWriter(dataset)
+                tokens = hashlib.sha256()
                 starts = range(0, windows.shape[0], batch_size)
                 for start in tqdm(starts, desc=f"L{layer} {name}", file=sys.stderr, mininterval=5):
-                    batch = windows[start : start + batch_size].to(device, torch.long)
+                    ids = windows[start : start + batch_size]
+                    # a hash fed batch by batch equals the hash of all the bytes at once
+                    tokens.update(_row_token_bytes(ids, skip_positions))
+                    batch = ids.to(device, torch.long)
                     hidden = capture.run(batch)[:, skip_positions:].float()
                     if not all_finite(hidden):
                         raise FloatingPointError(
@@ -224,6 +238,7 @@ def capture_activations(
                     if name == "train" and moments.count < stats_samples:
                         moments.update(block[: stats_samples - moments.count])
                 writer.close()
+                digests[TOKENS_DIGEST_ATTR.format(split=name)] = tokens.hexdigest()
         f.attrs["mean"] = moments.mean
         f.attrs["std"] = moments.std
         summary = {
@@ -235,6 +250,7 @@ def capture_activations(
             "skip_positions": skip_positions,
             "stats_samples": moments.count,
             **{f"n_{name}_tokens": n for name, n in n_rows.items()},
+            **digests,
             **provenance,
         }
         f.attrs.update(summary)
@@ -319,6 +335,13 @@ def _validated_info(f: h5py.File, path: Path, required_splits: tuple[str, ...]) 
     }
 
 
+def _row_token_bytes(ids: torch.Tensor, skip_positions: int) -> np.ndarray:
+    """The token ids of a batch of windows whose rows are stored, in row order, as int64
+    little-endian: the bytes ``TOKENS_DIGEST_ATTR`` hashes."""
+    kept = ids[:, skip_positions:].cpu().numpy()
+    return np.ascontiguousarray(kept, dtype="<i8")
+
+
 def _first_non_finite(hidden: torch.Tensor, first_window: int, skip_positions: int) -> str:
     """Which value (NaN or Inf) a batch of activations [windows, positions, d_model] holds,
     and the window and token position where it first appears."""
@@ -361,7 +384,7 @@ def settings_record(settings: dict) -> str:
     return json.dumps(canonical(settings), sort_keys=True)
 
 
-class StaleCacheError(ValueError):
+class StaleCacheError(UserInputError):
     """An activation cache captured with other settings than the config now asks for."""
 
 
@@ -394,8 +417,83 @@ def setting_changes(before, now, prefix: str = ""):
         yield f"{prefix.rstrip('.')}: {before!r} -> {now!r}"
 
 
+def check_token_aligned(
+    path_a: str | os.PathLike, path_b: str | os.PathLike, split: str = "eval"
+) -> str:
+    """Refuse two activation caches whose ``split`` rows do not come from the same tokens
+    in the same windows, row for row; return their shared token digest.
+
+    See ``check_all_token_aligned``.
+    """
+    return check_all_token_aligned([path_a, path_b], split)
+
+
+def check_all_token_aligned(paths: list[str | os.PathLike], split: str = "eval") -> str:
+    """Refuse, with a ``UserInputError`` naming two files, caches (e.g. one model's dense
+    and pruned conditions at one layer) whose ``split`` rows are not the same tokens in the
+    same windows; return the token digest they share.
+
+    Comparing activations row by row across caches is only meaningful when row i of each
+    is the same token seen in the same window: equal token digests (``TOKENS_DIGEST_ATTR``)
+    and row counts say the same tokens; equal context and skipped positions say the same
+    windows, since the token ids after a skipped BOS do not show where windows begin. A
+    cache captured before digests were recorded is refused too, as nothing shows its tokens.
+    """
+    if len(paths) < 2:
+        raise ValueError(f"token alignment needs at least two caches, got {len(paths)}")
+    first, *others = [(path, _token_layout(path, split)) for path in paths]
+    for path, layout in others:
+        differences = [
+            f"{key} {_shown(first[1][key])} and {_shown(value)}"
+            for key, value in layout.items()
+            if value != first[1][key]
+        ]
+        if differences:
+            raise UserInputError(
+                f"activation caches {first[0]} and {path} hold different tokens in their "
+                f"{split!r} split ({'; '.join(differences)}); recapture both with the same "
+                "activations settings"
+            )
+    return first[1]["token digests"]
+
+
+def _token_layout(path: str | os.PathLike, split: str) -> dict:
+    """What decides which token each row of ``split`` in a cache is, read from its attributes."""
+    info = read_cache_info(path, required_splits=(split,))
+    digest = info["attrs"].get(TOKENS_DIGEST_ATTR.format(split=split))
+    if digest is None:
+        raise UserInputError(
+            f"{CACHE} {path} records no token digest for its {split!r} split (it was captured "
+            "before prunescope recorded one), so nothing shows its rows are the same tokens as "
+            "another cache's; recapture it (rerun with --forcerun capture_activations)"
+        )
+    if not _is_sha256_hex(digest):
+        raise damaged(CACHE, path, f"has a malformed token digest {digest!r} for {split!r}")
+    return {
+        "token digests": digest,
+        "rows": info["splits"][split],
+        "context": info["attrs"].get("context"),
+        "skipped positions": info["attrs"].get("skip_positions"),
+    }
+
+
+def _is_sha256_hex(value) -> bool:
+    return (
+        isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+    )
+
+
+def _shown(value):
+    """A digest cut to its first 12 hex digits for a message; anything else as it is."""
+    return f"{value[:12]}…" if _is_sha256_hex(value) else value
+
+
 def _check_provenance(provenance: dict, splits: dict) -> None:
-    taken = _RESERVED_ATTRS | {f"n_{name}_tokens" for name in splits}
+    taken = _RESERVED_ATTRS | {
+        attr
+        for name in splits
+        for attr in (f"n_{name}_tokens", TOKENS_DIGEST_ATTR.format(split=name))
+    }
     for key, value in provenance.items():
         if key in taken:
             raise ValueError(f"provenance key {key!r} clashes with an attribute the cache writes")
