@@ -7,10 +7,14 @@ import pandas as pd
 import pytest
 
 from prunescope.analysis import (
+    ACTIVATION_MEASURE,
+    activation_quintile_rows,
+    activation_survival_tables,
     add_seed_floor,
     logistic_frame,
     perplexity_table,
     quintile_rows,
+    quintile_summary,
     rate_records,
     sae_quality_table,
     summarise_pairs,
@@ -131,3 +135,65 @@ def test_perplexity_and_sae_quality_tables():
     quality = sae_quality_table(records)
     assert quality.loc[0, "fvu"] == pytest.approx(0.2) and quality.loc[0, "n"] == 2
     assert quality.loc[0, "alive"] == pytest.approx(60.5)
+
+
+def _per_feature(correlation, dense_rate, pruned_rate=None) -> pd.DataFrame:
+    n = len(correlation)
+    return pd.DataFrame(
+        {
+            "feature": np.arange(n),
+            "dense_rate": dense_rate,
+            "pruned_rate": dense_rate if pruned_rate is None else pruned_rate,
+            "correlation": correlation,
+            "jaccard": np.full(n, np.nan),
+            "mean_ratio": np.full(n, np.nan),
+        }
+    )
+
+
+def test_activation_survival_tables_count_what_a_direct_computation_counts():
+    """100 alive features with known correlations, 5 dead ones: every number by hand."""
+    rng = np.random.default_rng(1)
+    dense_rate = np.concatenate([np.linspace(0.01, 1.0, 100), np.zeros(5)])
+    correlation = np.concatenate([rng.uniform(0, 1, 100), np.full(5, np.nan)])
+    correlation[[3, 50]] = np.nan  # alive but silent on the pruned tokens
+    pruned_rate = dense_rate.copy()
+    pruned_rate[[3, 50]] = 0.0
+    table = _per_feature(correlation, dense_rate, pruned_rate)
+    taus = [0.5, 0.7]
+    survival, table3, quintiles = activation_survival_tables(
+        {("tiny", 2, "wanda-0.4"): table}, taus, 0.7, n_boot=50, seed=0
+    )
+    alive = dense_rate > 0
+    for tau in taus:
+        row = survival[survival["tau"] == tau].iloc[0]
+        expected = np.sum(alive & (np.nan_to_num(correlation, nan=-1) >= tau))
+        assert row["n_survived"] == expected and row["n_alive"] == 100
+        assert row["survival"] == pytest.approx(expected / 100)
+        assert row["n_undefined"] == 2 and row["n_silent"] == 2
+    assert table3["tau"].tolist() == [0.7] and table3["condition"].tolist() == ["wanda-0.4"]
+    rank = np.argsort(np.argsort(dense_rate[:100], kind="stable"), kind="stable")
+    by_q = quintiles[quintiles["tau"] == 0.7].set_index("quintile")["survival"]
+    for q in range(1, 6):
+        members = (rank // 20) == q - 1
+        expected = np.mean(np.nan_to_num(correlation[:100][members], nan=-1) >= 0.7)
+        assert by_q[q] == pytest.approx(expected) and table3[f"Q{q}"][0] == pytest.approx(expected)
+    keys = ["model", "layer", "condition", "method", "sparsity", "measure"]
+    for frame in (survival, table3, quintiles):
+        assert (frame["measure"] == ACTIVATION_MEASURE).all()
+        assert frame.columns[:6].tolist() == keys
+
+
+def test_activation_quintile_rows_are_quintile_rows_of_a_thresholded_score():
+    """The decoder and the activation tables share one summary: the same survived vector
+    and score give the same numbers."""
+    firing = np.linspace(0.01, 1.0, 100)
+    correlation = np.linspace(1.0, 0.0, 100)  # rare features correlate best
+    per_q, summary = activation_quintile_rows(
+        _per_feature(correlation, firing), 0.6, n_boot=100, seed=0
+    )
+    direct_q, direct = quintile_summary(
+        firing, correlation >= 0.6, correlation, 0.6, n_boot=100, seed=0
+    )
+    pd.testing.assert_frame_equal(per_q, direct_q)
+    assert summary == direct and summary["feature_spearman_rho"] == pytest.approx(-1.0)

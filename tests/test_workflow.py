@@ -189,7 +189,12 @@ def test_editing_a_pruning_setting_reruns_that_method_and_what_follows(smoke_run
 def test_editing_an_analysis_setting_reruns_only_that_analysis(smoke_run):
     jobs = _edited(smoke_run, lambda c: c["analysis"].update(bootstrap=300))
     # record_config: the report's copy of the config follows every edit
-    assert set(jobs) == {"quintile_survival", "record_config", "all"}
+    assert set(jobs) == {
+        "quintile_survival",
+        "activation_survival_table",
+        "record_config",
+        "all",
+    }
 
 
 ALIGN_UPSTREAM = {"make_align_dataset", "train_align_net", "estimate_align_hessian"}
@@ -254,6 +259,9 @@ TABLE_COLUMNS = {
     "seed_stability": {"condition", "tau", "mnn_mean", "mnn_std", "n_pairs"},
     "survival": {"condition", "tau", "one_way_mean", "greedy_mean", "ratio_to_floor"},
     "logistic_fit": {"method", "tau", "term", "coef", "se", "auc", "accuracy", "n"},
+    "activation_survival": {"condition", "measure", "tau", "n_alive", "n_survived", "survival"},
+    "table3_activation": {"condition", "measure", "Q1", "Q5", "spearman_rho", "n_alive"},
+    "activation_quintile_survival": {"condition", "measure", "tau", "quintile", "survival"},
 }
 
 
@@ -268,6 +276,8 @@ def test_smoke_run_builds_every_table_and_figure(smoke_run):
     table3 = pd.read_csv(smoke_run / "results/tables/table3.csv")
     assert set(table3["condition"]) == {"magnitude-0.3", "wanda-0.3"}
     assert ((table3[["Q1", "Q5"]] >= 0) & (table3[["Q1", "Q5"]] <= 1)).all().all()
-    for i in range(1, 7):
+    for name in [f"fig{i}" for i in range(1, 7)] + ["fig4_activation"]:
         for suffix in ("png", "pdf"):
-            assert (smoke_run / f"results/figures/fig{i}.{suffix}").stat().st_size > 1000
+            assert (smoke_run / f"results/figures/{name}.{suffix}").stat().st_size > 1000
+    survival = pd.read_csv(smoke_run / "results/tables/activation_survival.csv")
+    assert survival["survival"].between(0, 1).all() and (survival["n_alive"] > 0).all()

@@ -83,15 +83,55 @@ def quintile_rows(
     Survival of a dense feature = it has an MNN partner with cosine >= tau in the
     pruned SAE. Quintiles are over alive dense features (firing rate > 0).
     """
-    quintile = firing_rate_quintiles(firing_rate)
     survived = survival_per_feature(match, tau)
+    return quintile_summary(
+        firing_rate, survived, best_cosine(match), tau, n_boot=n_boot, seed=seed
+    )
+
+
+def activation_quintile_rows(
+    table: pd.DataFrame, tau: float, *, n_boot: int, seed: int
+) -> tuple[pd.DataFrame, dict]:
+    """RQ4 under activation-level survival: a dense feature survives when the correlation of
+    its activations on the dense and on the pruned model's tokens reaches ``tau``
+    (``prunescope.survival.activation_survival``'s per-feature table)."""
+    correlation = table["correlation"].to_numpy(dtype=float)
+    # a feature silent (or constant) on the pruned activations has no correlation: it does
+    # not survive, and in the rank correlation with firing rate it ranks below every other
+    score = np.where(np.isnan(correlation), -1.0, correlation)
+    return quintile_summary(
+        table["dense_rate"].to_numpy(dtype=float),
+        score >= tau,
+        score,
+        tau,
+        n_boot=n_boot,
+        seed=seed,
+    )
+
+
+def quintile_summary(
+    firing_rate: np.ndarray,
+    survived: np.ndarray,
+    score: np.ndarray,
+    tau: float,
+    *,
+    n_boot: int,
+    seed: int,
+) -> tuple[pd.DataFrame, dict]:
+    """Survival per firing-rate quintile and Table 3's statistics, whatever defines survival.
+
+    ``survived`` says per dense feature whether it survives at ``tau``; ``score`` is the
+    per-feature value thresholded (best cosine, activation correlation) for the
+    feature-level rank correlation with firing rate.
+    """
+    quintile = firing_rate_quintiles(firing_rate)
     per_q = survival_by_quintile(quintile, survived, firing_rate)
     rho, p = spearman_exact(per_q["mean_firing_rate"], per_q["survival"])
     s = per_q.set_index("quintile")["survival"]
     ratio, ratio_note = q1_q5_ratio(s.get(1, np.nan), s.get(5, np.nan))
     diff = bootstrap_q1_minus_q5(quintile, survived, n_boot=n_boot, seed=seed)
     alive = quintile > 0
-    f_rho, f_p = feature_spearman(firing_rate, best_cosine(match), alive_mask=alive)
+    f_rho, f_p = feature_spearman(firing_rate, score, alive_mask=alive)
     summary = {
         "tau": tau,
         **{f"Q{q}": s.get(q, np.nan) for q in range(1, 6)},
@@ -109,6 +149,45 @@ def quintile_rows(
         "note": "; ".join(filter(None, [ratio_note, diff.get("note", "")])),
     }
     return per_q.assign(tau=tau), summary
+
+
+ACTIVATION_MEASURE = "activation correlation (dense reference SAE on both models' tokens)"
+
+
+def activation_survival_tables(
+    per_feature: dict[tuple[str, int, str], pd.DataFrame],
+    taus: Sequence[float],
+    primary_tau: float,
+    *,
+    n_boot: int,
+    seed: int,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """From each (model, layer, condition)'s per-feature table: survival at every tau
+    (with the counts behind it), the Table 3 layout at ``primary_tau``, and the long
+    per-quintile table at every tau. Each row names its survival measure."""
+    from prunescope.survival import survival_fractions
+
+    fractions, summaries, quintiles = [], [], []
+    for (model, layer, cond), table in per_feature.items():
+        keys = {"model": model, "layer": layer, **condition_columns(cond)}
+        keys["measure"] = ACTIVATION_MEASURE
+        fractions.append(survival_fractions(table, taus).assign(**keys))
+        for tau in taus:
+            per_q, summary = activation_quintile_rows(table, tau, n_boot=n_boot, seed=seed)
+            summaries.append({**keys, **summary})
+            quintiles.append(per_q.assign(**keys))
+    summary = pd.DataFrame(summaries)
+    table3 = summary[summary["tau"] == primary_tau].reset_index(drop=True)
+    return (
+        _keys_first(pd.concat(fractions, ignore_index=True)),
+        table3,
+        _keys_first(pd.concat(quintiles, ignore_index=True)),
+    )
+
+
+def _keys_first(frame: pd.DataFrame) -> pd.DataFrame:
+    keys = ["model", "layer", "condition", "method", "sparsity", "measure"]
+    return frame[keys + [c for c in frame.columns if c not in keys]]
 
 
 def logistic_frame(

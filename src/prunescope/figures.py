@@ -85,7 +85,7 @@ def line_by_sparsity(
     return fig
 
 
-def quintile_lines(table3: pd.DataFrame, tau: float):
+def quintile_lines(table3: pd.DataFrame, tau: float, ylabel: str | None = None):
     """Figure 4: survival per firing-rate quintile, one line per method and sparsity."""
     fig, axes, panels = _facets(table3)
     palette = _palette(table3["method"])
@@ -104,7 +104,7 @@ def quintile_lines(table3: pd.DataFrame, tau: float):
         ax.set(
             title=f"{model} L{layer}",
             xlabel="firing-rate quintile (1 = rarest)",
-            ylabel=f"MNN survival at τ={tau:g}",
+            ylabel=ylabel or f"MNN survival at τ={tau:g}",
             xticks=range(1, 6),
         )
         ax.legend(fontsize=6)

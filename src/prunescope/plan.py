@@ -481,8 +481,9 @@ FIGURES = ("fig1", "fig2", "fig3", "fig4", "fig5", "fig6")
 
 def analysis_targets(config: dict) -> list[str]:
     extra = ["seed_stability", "survival", "quintile_survival", "logistic_fit"]
+    extra += ["activation_survival", "table3_activation", "activation_quintile_survival"]
     tables = [f"results/tables/{t}.csv" for t in (*TABLES, *extra)]
-    return tables + [f"results/figures/{f}.png" for f in FIGURES]
+    return tables + [f"results/figures/{f}.png" for f in (*FIGURES, "fig4_activation")]
 
 
 def _check_token_budgets(config: dict) -> None:
@@ -575,6 +576,11 @@ def _check_analysis(config: dict) -> None:
     for key in ("primary_tau",):
         if analysis[key] not in taus:
             raise UserInputError(f"analysis.{key} {analysis[key]} is not one of analysis.taus")
+    if analysis["primary_correlation_tau"] not in analysis["correlation_taus"]:
+        raise UserInputError(
+            f"analysis.primary_correlation_tau {analysis['primary_correlation_tau']} is not "
+            "one of analysis.correlation_taus"
+        )
     for tau in analysis["logistic_taus"]:
         if tau not in taus:
             raise UserInputError(f"analysis.logistic_taus: {tau} is not one of analysis.taus")

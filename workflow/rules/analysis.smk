@@ -132,6 +132,73 @@ rule transfer_table:
         "../../scripts/transfer_table.py"
 
 
+rule activation_survival:
+    input:
+        sae=reference_sae("dense", "sae.safetensors"),
+        sae_cfg=reference_sae("dense", "cfg.json"),
+        dense="results/activations/{model}/dense/L{layer}.h5",
+        pruned="results/activations/{model}/{cond}/L{layer}.h5",
+    output:
+        "results/survival/{model}/L{layer}/{cond}.csv",
+    log:
+        "results/logs/activation_survival/{model}/L{layer}/{cond}.log",
+    benchmark:
+        "results/benchmarks/activation_survival/{model}/L{layer}/{cond}.tsv"
+    conda:
+        "../../envs/prunescope.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+    params:
+        capture=capture_settings,
+        dense_capture=dense_capture_settings,
+        device=config["device"],
+    script:
+        "../../scripts/activation_survival.py"
+
+
+rule activation_survival_table:
+    input:
+        [path for _, path in ACTIVATION_SURVIVAL],
+    output:
+        survival=report(
+            "results/tables/activation_survival.csv",
+            caption="../report/activation_survival.rst",
+            category="Study LM",
+            subcategory="RQ2 feature survival",
+        ),
+        table=report(
+            "results/tables/table3_activation.csv",
+            caption="../report/table3_activation.rst",
+            category="Study LM",
+            subcategory="RQ4 fragility",
+        ),
+        quintiles=report(
+            "results/tables/activation_quintile_survival.csv",
+            caption="../report/activation_quintile_survival.rst",
+            category="Study LM",
+            subcategory="RQ4 fragility",
+        ),
+        figure=report(
+            "results/figures/fig4_activation.png",
+            caption="../report/fig4_activation.rst",
+            category="Study LM",
+            subcategory="RQ4 fragility",
+        ),
+    log:
+        "results/logs/activation_survival_table.log",
+    conda:
+        "../../envs/prunescope.yaml"
+    params:
+        conditions=[list(key) for key, _ in ACTIVATION_SURVIVAL],
+        taus=config["analysis"]["correlation_taus"],
+        primary_tau=config["analysis"]["primary_correlation_tau"],
+        bootstrap=config["analysis"]["bootstrap"],
+        seed=config["analysis"]["reference_seed"],
+    script:
+        "../../scripts/activation_survival_table.py"
+
+
 rule quintile_survival:
     input:
         dense=all_reference_metrics,

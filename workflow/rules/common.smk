@@ -190,6 +190,19 @@ all_reference_metrics = [
     f"{sae_dir(model, 'dense', layer, REFERENCE_SEED)}/metrics.json"
     for model, layer in model_layers(config)
 ]
+# (model, layer, pruned condition) and its activation-level survival table
+ACTIVATION_SURVIVAL = [
+    ((model, layer, cond), f"results/survival/{model}/L{layer}/{cond}.csv")
+    for model, layer in model_layers(config)
+    for cond in pruned_conditions(config, model)
+]
+
+
+def dense_capture_settings(wildcards):
+    """What the dense cache's content follows, for a job that reads it beside a pruned one."""
+    return plan_capture_settings(config, wildcards.model, "dense")
+
+
 all_transfer_results = _each(
     lambda c, m, l, cond: [f"results/transfer/{m}/L{l}/{cond}.json"]
 )

@@ -1,0 +1,25 @@
+"""RQ2/RQ4 under activation-level survival: survival at every threshold, Table 3's layout
+and its per-quintile figure."""
+
+import pandas as pd
+
+from prunescope.analysis import activation_survival_tables
+from prunescope.figures import quintile_lines, save_figure
+from prunescope.io import write_csv
+from prunescope.runlog import rule_logging
+
+with rule_logging(snakemake.log[0]) as log:
+    p = snakemake.params
+    per_feature = {
+        (model, int(layer), cond): pd.read_csv(path)
+        for (model, layer, cond), path in zip(p.conditions, snakemake.input, strict=True)
+    }
+    survival, table3, quintiles = activation_survival_tables(
+        per_feature, p.taus, p.primary_tau, n_boot=p.bootstrap, seed=p.seed
+    )
+    write_csv(snakemake.output.survival, survival)
+    write_csv(snakemake.output.table, table3)
+    write_csv(snakemake.output.quintiles, quintiles)
+    log.info("activation-level Table 3 (tau %.2f):\n%s", p.primary_tau, table3.to_string())
+    label = f"activation survival (correlation ≥ {p.primary_tau:g})"
+    save_figure(quintile_lines(table3, p.primary_tau, ylabel=label), snakemake.output.figure)
