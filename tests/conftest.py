@@ -47,3 +47,14 @@ def smoke_run(tmp_path_factory) -> Path:
     work = copy_workflow(tmp_path_factory.mktemp("smoke"))
     run_snakemake("--cores", "2", "--configfile", "configs/smoke.yaml", cwd=work)
     return work
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one thread for a module of tests on tiny tensors, then as before."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -23,13 +23,8 @@ VOCAB, HIDDEN, CONTEXT, LAYER = 128, 32, 10, 0
 D_SAE, K = 64, 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: thread start-up costs more than the maths on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# tiny tensors: thread start-up costs more than the maths on a busy 2-core machine
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_model(kind: str) -> nn.Module:

@@ -62,13 +62,8 @@ def write_cache(path, train: np.ndarray, eval_rows: np.ndarray, chunk: int = 256
 FAST = dict(expansion=4, k=4, lr=2e-2, batch_size=256, warmup_steps=20, log_every=50)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: thread start-up costs more than the maths on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# tiny tensors: thread start-up costs more than the maths on a busy 2-core machine
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
