@@ -1,3 +1,5 @@
+"""Activation-level survival against brute-force references on tiny tensors."""
+
 from __future__ import annotations
 
 import math
