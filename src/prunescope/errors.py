@@ -14,3 +14,9 @@ class UserInputError(ValueError):
 
 
 USER_ERRORS = (UserInputError, FileNotFoundError)
+
+
+def listed(names: list[str], shown: int = 3) -> str:
+    """The first ``shown`` names for a message, and how many more there are."""
+    rest = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {rest} more" if rest > 0 else "")

@@ -9,7 +9,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from prunescope.errors import UserInputError
+from prunescope.errors import UserInputError, listed
 
 
 @contextlib.contextmanager
@@ -49,9 +49,9 @@ def _make_way(final: Path, new: Path) -> None:
     ours = {p.name for p in new.iterdir()} if new.is_dir() else set()
     foreign = sorted(p.name for p in final.iterdir() if p.name not in ours)
     if foreign:
-        listed = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if foreign[5:] else "")
         raise UserInputError(
-            f"{final} already exists and holds what this job did not write ({listed}); "
+            f"{final} already exists and holds what this job did not write "
+            f"({listed(foreign, shown=5)}); "
             "move it away or delete it yourself"
         )
     _remove(final)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from prunescope.artifacts import CorruptFileError, damaged, read_safetensors_header
-from prunescope.errors import UserInputError
+from prunescope.errors import UserInputError, listed
 from prunescope.hub import first_line
 from prunescope.io import read_json
 
@@ -261,7 +261,7 @@ def weights_problem(model: nn.Module, loading: dict) -> str | None:
     """
     missing = sorted(loading.get("missing_keys", ()))
     if missing:
-        return f"lacks the weights {_some(missing)}, so it is incomplete"
+        return f"lacks the weights {listed(missing)}, so it is incomplete"
     buffers = {name for name, _ in model.named_buffers()}
     unexpected = sorted(
         name
@@ -269,7 +269,7 @@ def weights_problem(model: nn.Module, loading: dict) -> str | None:
         if name not in buffers and not name.endswith("inv_freq")
     )
     if unexpected:
-        return f"has the tensors {_some(unexpected)} that its config.json has no place for"
+        return f"has the tensors {listed(unexpected)} that its config.json has no place for"
     mismatched = sorted(loading.get("mismatched_keys", ()), key=lambda item: item[0])
     if mismatched:
         name, on_disk, expected = mismatched[0]
@@ -279,10 +279,6 @@ def weights_problem(model: nn.Module, loading: dict) -> str | None:
         )
     errors = loading.get("error_msgs") or []
     return f"cannot be loaded ({first_line(errors[0])})" if errors else None
-
-
-def _some(names: list[str]) -> str:
-    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if names[3:] else "")
 
 
 def _keyed(key: str | None, sentence: str) -> str:
