@@ -16,6 +16,22 @@ from json import JSONDecodeError
 from pathlib import Path
 
 
+def only_a_path(name: str) -> bool:
+    """Whether ``name`` can only mean a folder: it starts like a path (``/``, ``~``, ``./``,
+    ``../``, ``results/``) or is no valid hub id (``a/b/c``, spaces, ...). Other names are
+    hub ids unless a folder of that name exists. The dry-run and the loader both ask this."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if name.startswith(("/", "~", "./", "../", "results/")):
+        return True
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return True
+    return False
+
+
 @dataclass(frozen=True)
 class HubFailure:
     """``reason`` goes after "could not be downloaded:"; ``fix`` names what to run or check;

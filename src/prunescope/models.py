@@ -15,7 +15,7 @@ from torch import nn
 
 from prunescope.artifacts import CorruptFileError, damaged, read_safetensors_header
 from prunescope.errors import UserInputError, listed
-from prunescope.hub import first_line
+from prunescope.hub import first_line, only_a_path
 from prunescope.io import read_json
 
 MODEL_FOLDER = "model folder"
@@ -77,23 +77,10 @@ def model_folder(name: str, key: str | None = None) -> Path | None:
         return path
     if path.exists():
         raise UserInputError(_keyed(key, f"{MODEL_FOLDER} {path} is a file, not a folder"))
-    if _only_a_path(name):
+    if only_a_path(name):
         where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
         raise FileNotFoundError(_keyed(key, f"{MODEL_FOLDER} {path} does not exist{where}"))
     return None
-
-
-def _only_a_path(name: str) -> bool:
-    from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import validate_repo_id
-
-    if name.startswith(("/", "~", "./", "../", "results/")):
-        return True
-    try:
-        validate_repo_id(name)
-    except HFValidationError:
-        return True
-    return False
 
 
 def _load_from_folder(folder: Path, dtype: str, key: str | None):

@@ -14,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from prunescope.errors import UserInputError
+from prunescope.hub import only_a_path
 
 # A model, corpus or Study ALIGN task name becomes a folder name in every artifact path. A
 # letter or digit first (so never "." or ".."), and no "/" : the schema's propertyNames and
@@ -284,8 +285,7 @@ def _check_model(config: dict, name: str, spec: dict) -> None:
                 )
     else:
         target = spec["name"]
-        # a hub id is "name" or "org/name": more slashes can only mean a folder
-        looks_local = target.startswith(("/", "./", "../", "~")) or target.count("/") > 1
+        looks_local = only_a_path(target)
         if looks_local and not Path(target).expanduser().is_dir():
             raise UserInputError(f"{key}.name: model folder {target!r} does not exist")
         if not looks_local and not Path(target).exists() and _hub_offline():
@@ -343,14 +343,11 @@ def _hub_offline() -> bool:
 
 def _cached_config(spec: dict) -> Path | None:
     """A hub model's config.json in the local Hugging Face cache, without any download."""
-    if Path(spec["name"]).expanduser().exists() or spec["name"].count("/") > 1:
+    if Path(spec["name"]).expanduser().exists() or only_a_path(spec["name"]):
         return None
     from huggingface_hub import try_to_load_from_cache
 
-    try:
-        found = try_to_load_from_cache(spec["name"], "config.json", revision=spec.get("revision"))
-    except ValueError:  # not a valid repo id; the job that downloads it says so
-        return None
+    found = try_to_load_from_cache(spec["name"], "config.json", revision=spec.get("revision"))
     return Path(found) if isinstance(found, str) else None
 
 
