@@ -354,7 +354,7 @@ def _cached_config(spec: dict) -> Path | None:
 def check_model_shape(config: dict, model: str, shape: dict) -> None:
     """Refuse what the model's widths make impossible: a layer past its depth, heads that do
     not divide it, an N:M pattern whose M does not divide a pruned matrix's input, an SAE
-    with more active latents than latents."""
+    with more active latents than latents, ablation sets that cannot both fit in it."""
     key = f"models.{model}"
     where = (
         "its architecture" if config["models"][model]["source"] == "local" else "its config.json"
@@ -400,6 +400,12 @@ def check_model_shape(config: dict, model: str, shape: dict) -> None:
         raise UserInputError(
             f"sae.k {config['sae']['k']} is above d_sae = sae.expansion × d_model = "
             f"{config['sae']['expansion']} × {width} = {d_sae} for {key}"
+        )
+    n = config["analysis"]["ablation"]["n_features"]
+    if 2 * n > d_sae:
+        raise UserInputError(
+            f"analysis.ablation.n_features {n}: robust and fragile sets of {n} features "
+            f"each cannot both fit in the {d_sae} latents of {key}'s SAEs"
         )
 
 
@@ -559,16 +565,6 @@ def _check_analysis(config: dict) -> None:
             "sae.seeds needs at least two seeds: seed stability (RQ1) and the dense seed "
             "floor compare SAEs of different seeds"
         )
-    for model in config["models"]:
-        shape = model_shape(config, model)
-        if shape and shape.get("hidden_size"):
-            d_sae = config["sae"]["expansion"] * shape["hidden_size"]
-            n = analysis["ablation"]["n_features"]
-            if 2 * n > d_sae:
-                raise UserInputError(
-                    f"analysis.ablation.n_features {n}: robust and fragile sets of {n} "
-                    f"features each cannot both fit in the {d_sae} latents of models.{model}'s SAEs"
-                )
     taus = analysis["taus"]
     for key in ("primary_tau",):
         if analysis[key] not in taus:
