@@ -789,3 +789,36 @@ def test_tokenised_text_takes_what_is_estimated_per_token(probe):
     )
     estimate = memory.Estimate("tokens", "text", (memory._tokens_term(n_tokens, "n_tokens"),))
     check_against(estimate, measured)
+
+
+def test_a_hub_model_s_job_is_sized_once_its_config_json_is_here(tmp_path):
+    folder = tmp_path / "gemma-2-2b"
+    folder.mkdir()
+    config = preset("config.yaml")
+    config["models"]["gemma2_2b"] = {
+        "source": "hf",
+        "name": str(folder),
+        "corpus": "stdlib",
+        "layers": [3],
+        "dtype": "float32",
+        "grid": {"wanda": [0.5]},
+    }
+    wildcards = {"model": "gemma2_2b", "method": "wanda", "sparsity": "0.5"}
+    not_built = [str(tmp_path / "results/models/gemma2_2b/dense")]
+    known: dict = {}
+    # not sized yet, inputs missing: Snakemake is told to ask again when the job is ready
+    with pytest.raises(FileNotFoundError, match="not built yet"):
+        memory.job_mem_mb(config, "prune_model", wildcards, not_built, known)
+    assert memory.job_mem_mb(config, "prune_model", wildcards, [str(folder)], known) is None
+    hf_config, _ = HUB_CONFIGS["gemma2_2b"]
+    (folder / "config.json").write_text(json.dumps(hf_config))
+    mem_mb = memory.job_mem_mb(config, "prune_model", wildcards, not_built, known)
+    shape = ModelShape.from_hf_config(hf_config, "gemma2_2b")
+    assert known == {"gemma2_2b": shape}
+    assert mem_mb == memory.prune_model_memory(config, "gemma2_2b", "wanda", shape).mem_mb
+    (folder / "config.json").unlink()  # kept once found: no second read
+    assert memory.job_mem_mb(config, "prune_model", wildcards, not_built, known) == mem_mb
+    local = {"model": "tiny", "method": "wanda", "sparsity": "0.4"}
+    assert memory.job_mem_mb(config, "prune_model", local, [], {}) == (
+        memory.job_estimate(config, "prune_model", local).mem_mb
+    )

@@ -26,6 +26,7 @@ Nothing here imports torch or numpy: Snakemake's main process imports this modul
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 from collections.abc import Iterator, Mapping
@@ -877,6 +878,34 @@ def job_estimate(
     if rule == "match_dictionaries":
         return match_dictionaries_memory(config, model, shape.hidden_size)
     raise ValueError(f"no memory estimate for rule {rule!r}; heavy rules are {list(HEAVY_JOBS)}")
+
+
+def job_mem_mb(
+    config: dict,
+    rule: str,
+    wildcards: Mapping[str, str],
+    inputs: list[str],
+    known_shapes: dict[str, ModelShape],
+) -> int | None:
+    """A job's ``mem_mb`` for Snakemake: its estimate, in MB.
+
+    A hub model is sized from ``known_shapes`` (what the dry-run found) or, once its
+    config.json is on this machine, from that, which is then kept in ``known_shapes``.
+    While neither is there and the job's inputs are not built, ``FileNotFoundError`` tells
+    Snakemake to ask again when the job is ready (a dry-run shows ``<TBD>``).
+    """
+    model = wildcards.get("model")
+    shape = None
+    if model is not None and config["models"][model]["source"] == "hf":
+        shape = known_shapes.get(model) or hub_shape(config, model)
+        if shape is None:
+            missing = [path for path in inputs if not os.path.exists(path)]
+            if missing:
+                raise FileNotFoundError(errno.ENOENT, "not built yet", missing[0])
+            return None
+        known_shapes[model] = shape
+    estimate = job_estimate(config, rule, wildcards, shape)
+    return None if estimate is None else estimate.mem_mb
 
 
 # --------------------------------------------------------------------------- the check

@@ -1,12 +1,9 @@
 # Grid, paths and config checks come from the library (prunescope.plan) so that
 # they are unit-tested; this file only adapts them to Snakemake.
+# The Snakefile has put the library on this process's path; every job's script gets it
+# through PYTHONPATH, in the project's venv or in a --use-conda environment alike.
 import re
-import sys
 from pathlib import Path
-
-# The library is importable by this process and by every job's script, in the
-# project's venv or in a --use-conda environment alike.
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from prunescope.runlog import export_to_jobs
 
@@ -59,18 +56,17 @@ check_align(config)
 
 # --- memory: each heavy job's estimated peak, refused now if it cannot fit, asked for as mem_mb
 
-import errno
-import os
-
 from prunescope.memory import (
     check_memory,
-    job_budgets,
-    job_estimate,
-    hub_shape,
     hub_shapes,
+    job_budgets,
+    job_mem_mb,
     machine_memory,
     set_resources_mem_mb,
 )
+
+# hub models whose config.json is on this machine now; job_mem_mb adds the others later
+HUB_SHAPES = hub_shapes(config)
 
 # A job's own Snakemake (on a cluster node) leaves the check to the main process.
 if workflow.is_main_process:
@@ -80,27 +76,17 @@ if workflow.is_main_process:
             set_resources_mem_mb(workflow.resource_settings.overwrite_resources),
             machine_memory(),
         ),
-        shapes=hub_shapes(config),
+        shapes=HUB_SHAPES,
     )
 
 
 def estimated_mem_mb(rule):
-    """The rule's mem_mb: prunescope.memory's estimate of its job's peak. A hub model's widths
-    come from its config.json (prunescope.plan.model_shape); until one is on this machine
-    Snakemake shows <TBD> and asks again when the job is ready to run."""
+    """The rule's mem_mb: prunescope.memory's estimate of its job's peak."""
 
     def mem_mb(wildcards, input):
-        shape = None
-        model = wildcards.get("model")
-        if model is not None and config["models"][model]["source"] == "hf":
-            shape = hub_shape(config, model)
-            if shape is None:
-                missing = [path for path in input if not os.path.exists(path)]
-                if missing:
-                    raise FileNotFoundError(errno.ENOENT, "not built yet", missing[0])
-                return None
-        estimate = job_estimate(config, rule, dict(wildcards.items()), shape)
-        return None if estimate is None else estimate.mem_mb
+        return job_mem_mb(
+            config, rule, dict(wildcards.items()), list(input), HUB_SHAPES
+        )
 
     return mem_mb
 
