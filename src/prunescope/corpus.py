@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from prunescope.artifacts import damaged, require_file
-from prunescope.errors import UserInputError
+from prunescope.errors import UserInputError, keyed
 from prunescope.io import atomic_path
 
 SPLITS = ("train", "calib", "eval")
@@ -101,7 +101,7 @@ def textfile_documents(
         if not matched:
             where = f" (relative to {Path(base).resolve()})"
             raise FileNotFoundError(
-                _keyed(key, f"corpus pattern {pattern!r} matches no file{where}")
+                keyed(key, f"corpus pattern {pattern!r} matches no file{where}")
             )
         files = [p for p in matched if p.is_file()]
         if not files:
@@ -109,7 +109,7 @@ def textfile_documents(
             problem = (
                 f"corpus pattern {pattern!r} matches only folders; write {inside!r} for their files"
             )
-            raise UserInputError(_keyed(key, problem))
+            raise UserInputError(keyed(key, problem))
         paths.update(files)
     for path in sorted(paths):
         yield Document(path.as_posix(), path.read_text(encoding="utf-8", errors="replace"))
@@ -126,7 +126,7 @@ def _glob(base: str | Path, pattern: str, key: str | None) -> list[Path]:
         return sorted(root.glob(pattern))
     except ValueError as err:  # an empty pattern, or one with "**" inside a name
         raise UserInputError(
-            _keyed(key, f"corpus pattern {pattern!r} is not a glob ({err})")
+            keyed(key, f"corpus pattern {pattern!r} is not a glob ({err})")
         ) from err
 
 
@@ -163,14 +163,14 @@ def hf_documents(
                 problem = (
                     f"corpus dataset {dataset} has no field {text_field!r} (its fields: {fields})"
                 )
-                raise UserInputError(_keyed(_sub(key, "text_field"), problem))
+                raise UserInputError(keyed(_sub(key, "text_field"), problem))
             text = row[text_field]
             if text is None:  # a missing value, common in hub datasets: no document
                 continue
             if not isinstance(text, str):
                 value = repr(text)[:40]
                 problem = f"corpus dataset {dataset} row {i} has the value {value}, not text"
-                raise UserInputError(_keyed(_sub(key, "text_field"), problem))
+                raise UserInputError(keyed(_sub(key, "text_field"), problem))
             yield Document(f"{hf_split}:{i}", text)
     except UserInputError:
         raise
@@ -186,17 +186,11 @@ def _dataset_error(err: BaseException, dataset: str, key: str | None) -> UserInp
     local = dataset in _LOCAL_BUILDERS or dataset.startswith(("/", "~", "./", "../"))
     if local or Path(dataset).expanduser().exists() or not isinstance(err, hub_errors()):
         problem = f"corpus dataset {dataset} could not be read ({detail})"
-        return UserInputError(
-            _keyed(key, f"{problem}; check the settings of {key or 'the corpus'}")
-        )
+        return UserInputError(keyed(key, f"{problem}; check the settings of {key or 'the corpus'}"))
     name_key = _sub(key, "dataset")
     failure = hub_failure(err, repo=dataset, kind="dataset", key=name_key or "the dataset name")
     sentence = f"corpus dataset {dataset} could not be downloaded: {failure.reason}; {failure.fix}"
-    return UserInputError(_keyed(name_key, sentence))
-
-
-def _keyed(key: str | None, sentence: str) -> str:
-    return f"{key}: {sentence}" if key else sentence
+    return UserInputError(keyed(name_key, sentence))
 
 
 def _sub(key: str | None, field: str) -> str | None:
@@ -231,7 +225,7 @@ def _not_empty(docs: Iterator[Document], key: str | None) -> Iterator[Document]:
         empty = False
         yield doc
     if empty:
-        raise UserInputError(_keyed(key, "the corpus has no documents; check its source settings"))
+        raise UserInputError(keyed(key, "the corpus has no documents; check its source settings"))
 
 
 def split_documents(
@@ -272,7 +266,7 @@ def require_documents(
     for name in SPLITS:
         if fractions.get(name, 0.0) > 0 and not splits[name]:
             raise UserInputError(
-                _keyed(
+                keyed(
                     key,
                     f"the corpus gives its {name} split no document ({total} documents in "
                     f"all); add text or change the fractions",

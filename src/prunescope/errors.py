@@ -20,3 +20,8 @@ def listed(names: list[str], shown: int = 3) -> str:
     """The first ``shown`` names for a message, and how many more there are."""
     rest = len(names) - shown
     return ", ".join(names[:shown]) + (f" and {rest} more" if rest > 0 else "")
+
+
+def keyed(key: str | None, sentence: str) -> str:
+    """The sentence, led by the config key it is about when there is one."""
+    return f"{key}: {sentence}" if key else sentence

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from prunescope.artifacts import CorruptFileError, damaged, read_safetensors_header
-from prunescope.errors import UserInputError, listed
+from prunescope.errors import UserInputError, keyed, listed
 from prunescope.hub import first_line, only_a_path
 from prunescope.io import read_json
 
@@ -76,10 +76,10 @@ def model_folder(name: str, key: str | None = None) -> Path | None:
     if path.is_dir():
         return path
     if path.exists():
-        raise UserInputError(_keyed(key, f"{MODEL_FOLDER} {path} is a file, not a folder"))
+        raise UserInputError(keyed(key, f"{MODEL_FOLDER} {path} is a file, not a folder"))
     if only_a_path(name):
         where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
-        raise FileNotFoundError(_keyed(key, f"{MODEL_FOLDER} {path} does not exist{where}"))
+        raise FileNotFoundError(keyed(key, f"{MODEL_FOLDER} {path} does not exist{where}"))
     return None
 
 
@@ -111,7 +111,7 @@ def _require_known_architecture(folder: Path, key: str | None) -> None:
     model_type = read_json(folder / "config.json", "model file")["model_type"]
     if model_type not in transformers.CONFIG_MAPPING:
         raise UserInputError(
-            _keyed(
+            keyed(
                 key,
                 f"{MODEL_FOLDER} {folder} has model_type {model_type!r}, which transformers "
                 f"{transformers.__version__} does not know; upgrade transformers",
@@ -154,7 +154,7 @@ def _load_from_hub(name: str, dtype: str, revision: str | None, key: str | None)
             tokenizer, problem = _hub_tokenizer(name, revision)
     if problem:
         fix = f"download it again with `hf download {name} --force-download`"
-        raise UserInputError(_keyed(key, f"{what} {problem}; {fix}, or check {_name_key(key)}"))
+        raise UserInputError(keyed(key, f"{what} {problem}; {fix}, or check {_name_key(key)}"))
     return model, tokenizer
 
 
@@ -196,10 +196,10 @@ def _from_hub(name: str, what: str, revision: str | None, key: str | None) -> It
         failure = hub_failure(err, repo=name, kind="model", key=_name_key(key), revision=revision)
         hint = no_folder_either(name) if failure.unfound else ""
         sentence = f"{what} could not be downloaded: {failure.reason}{hint}; {failure.fix}"
-        raise UserInputError(_keyed(key, sentence)) from err
+        raise UserInputError(keyed(key, sentence)) from err
     except (ValueError, KeyError, StrictDataclassError) as err:
         problem = f"cannot be loaded ({first_line(err)})"
-        raise UserInputError(_keyed(key, f"{what} {problem}; check {_name_key(key)}")) from err
+        raise UserInputError(keyed(key, f"{what} {problem}; check {_name_key(key)}")) from err
 
 
 def _name_key(key: str | None) -> str:
@@ -227,7 +227,7 @@ def check_model_folder(folder: str | Path, key: str | None = None) -> None:
         weights = sorted(folder.glob("*.safetensors"))
         if not weights and not (folder / "pytorch_model.bin").is_file():
             problem = f"{MODEL_FOLDER} {folder} has no weights (model.safetensors)"
-            raise FileNotFoundError(_keyed(key, problem + (_REPLACE if key else _REBUILD)))
+            raise FileNotFoundError(keyed(key, problem + (_REPLACE if key else _REBUILD)))
         for path in weights:
             read_safetensors_header(path, "model weights file")
         index = folder / "model.safetensors.index.json"
@@ -266,11 +266,6 @@ def weights_problem(model: nn.Module, loading: dict) -> str | None:
         )
     errors = loading.get("error_msgs") or []
     return f"cannot be loaded ({first_line(errors[0])})" if errors else None
-
-
-def _keyed(key: str | None, sentence: str) -> str:
-    """The sentence, led by the config key that named the model when there is one."""
-    return f"{key}: {sentence}" if key else sentence
 
 
 def _folder_damage(folder: Path, key: str | None, problem: str) -> CorruptFileError:
