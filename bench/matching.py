@@ -77,7 +77,7 @@ def blocked_matmul(a: torch.Tensor, b: torch.Tensor, block_rows: int, device: st
     """A @ B^T in row blocks of A into one reused block: the reference cost."""
     b_t = b.to(device).T
     block = torch.empty((min(block_rows, len(a)), len(b)), dtype=torch.float32, device=device)
-    with matching._full_float32_matmul():
+    with matching.full_float32_matmul():
         for start in range(0, len(a), block_rows):
             stop = min(start + block_rows, len(a))
             torch.mm(a[start:stop].to(device), b_t, out=block[: stop - start])

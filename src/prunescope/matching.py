@@ -166,7 +166,7 @@ def match_dictionaries(
     n_a x n_b similarity matrix is never held whole: ``block_rows`` rows of A at a time
     (default: ~256 MB per block) on ``device`` (default: CUDA when available).
     """
-    taus_array = _check_taus(taus)
+    taus_array = check_taus(taus)
     if block_rows is not None and block_rows < 1:
         raise ValueError(f"block_rows must be >= 1, got {block_rows}")
     a = normalise_directions(dec_a, "dictionary A")
@@ -192,7 +192,7 @@ def match_dictionaries(
     )
 
 
-def _check_taus(taus: Sequence[float]) -> np.ndarray:
+def check_taus(taus: Sequence[float]) -> np.ndarray:
     taus_array = np.asarray(taus, dtype=np.float64).reshape(-1)
     if taus_array.size == 0:
         raise ValueError("taus must name at least one threshold")
@@ -202,7 +202,7 @@ def _check_taus(taus: Sequence[float]) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def _full_float32_matmul() -> Iterator[None]:
+def full_float32_matmul() -> Iterator[None]:
     """Keep TF32 off: its ~1e-3 cosine error would move features across a threshold."""
     previous = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision("highest")
@@ -226,7 +226,7 @@ def _blocked_reduction(
     b_best_cos = torch.full((n_b,), -torch.inf, dtype=torch.float32, device=device)
     cand_rows, cand_cols, cand_cos = [], [], []
     starts = range(0, n_a, block_rows)
-    with _full_float32_matmul():
+    with full_float32_matmul():
         progress = tqdm(
             starts, desc="match blocks", file=sys.stderr, mininterval=10, disable=len(starts) < 4
         )

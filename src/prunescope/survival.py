@@ -27,7 +27,7 @@ import torch
 from prunescope.activations import all_finite
 from prunescope.artifacts import nan_or_inf
 from prunescope.errors import UserInputError
-from prunescope.matching import PAPER_TAUS, _check_taus, _full_float32_matmul
+from prunescope.matching import PAPER_TAUS, check_taus, full_float32_matmul
 from prunescope.sae import TopKSAE
 from prunescope.stats import firing_rate_quintiles, survival_by_quintile
 
@@ -208,7 +208,7 @@ def add_cross_products(cross: torch.Tensor, p: torch.Tensor, d: torch.Tensor) ->
     its float32 copy never exceeds ``PRODUCT_BYTES``.
     """
     step = max(1, PRODUCT_BYTES // (4 * d.shape[1]))
-    with _full_float32_matmul():
+    with full_float32_matmul():
         for lo in range(0, p.shape[1], step):
             cross[lo : lo + step] += p[:, lo : lo + step].T @ d
 
@@ -447,7 +447,7 @@ def best_dense_partners(
     does not fit, the rows are read and encoded once per block of dense features, which
     needs array-like sources.
     """
-    taus_array = _check_taus(taus)
+    taus_array = check_taus(taus)
     enc_p, enc_d = as_latent_encoder(pruned_sae), as_latent_encoder(dense_sae)
     d_p, d_d = enc_p.d_sae, enc_d.d_sae
     _check_same_rows(pruned_rows, dense_rows, sources)
@@ -532,7 +532,7 @@ def survival_fractions(table: pd.DataFrame, taus: Sequence[float] = PAPER_TAUS) 
     constant on either side) does not survive; ``n_undefined`` counts those and
     ``n_silent`` the ones that never fire on the pruned activations.
     """
-    taus_array = _check_taus(taus)
+    taus_array = check_taus(taus)
     alive = table["dense_rate"].to_numpy() > 0
     correlation = table["correlation"].to_numpy()
     n_alive = int(alive.sum())
