@@ -154,16 +154,6 @@ def _gb(n_bytes: float) -> str:
 # --------------------------------------------------------------------------- model shapes
 
 
-# LlamaConfig's defaults, for what a local model's architecture block leaves out.
-LLAMA_DEFAULTS = {
-    "hidden_size": 4096,
-    "intermediate_size": 11008,
-    "num_hidden_layers": 32,
-    "num_attention_heads": 32,
-    "tie_word_embeddings": False,
-}
-
-
 @dataclass(frozen=True)
 class ModelShape:
     """The widths of a Llama/Gemma-style decoder that size its weights and activations."""
@@ -189,7 +179,7 @@ class ModelShape:
     def from_local(cls, config: dict, model: str) -> ModelShape:
         """A model trained here: its ``architecture`` block and tokenizer vocabulary."""
         spec = config["models"][model]
-        arch = {**LLAMA_DEFAULTS, **spec["architecture"]}
+        arch = model_shape(config, model)  # the architecture block over LlamaConfig's defaults
         heads = arch["num_attention_heads"]
         return cls(
             hidden_size=arch["hidden_size"],

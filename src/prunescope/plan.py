@@ -309,6 +309,7 @@ LLAMA_DEFAULTS = {
     "intermediate_size": 11008,
     "num_hidden_layers": 32,
     "num_attention_heads": 32,
+    "tie_word_embeddings": False,
 }
 
 
