@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 
 from prunescope.analysis import (
-    ACTIVATION_MEASURE,
     activation_quintile_rows,
     activation_survival_tables,
     add_seed_floor,
@@ -178,9 +177,9 @@ def test_activation_survival_tables_count_what_a_direct_computation_counts():
         members = (rank // 20) == q - 1
         expected = np.mean(np.nan_to_num(correlation[:100][members], nan=-1) >= 0.7)
         assert by_q[q] == pytest.approx(expected) and table3[f"Q{q}"][0] == pytest.approx(expected)
-    keys = ["model", "layer", "condition", "method", "sparsity", "measure"]
+    keys = ["model", "layer", "condition", "method", "sparsity", "definition"]
     for frame in (survival, table3, quintiles):
-        assert (frame["measure"] == ACTIVATION_MEASURE).all()
+        assert (frame["definition"] == "activation").all()
         assert frame.columns[:6].tolist() == keys
 
 

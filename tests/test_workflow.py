@@ -259,9 +259,9 @@ TABLE_COLUMNS = {
     "seed_stability": {"condition", "tau", "mnn_mean", "mnn_std", "n_pairs"},
     "survival": {"condition", "tau", "one_way_mean", "greedy_mean", "ratio_to_floor"},
     "logistic_fit": {"method", "tau", "term", "coef", "se", "auc", "accuracy", "n"},
-    "activation_survival": {"condition", "measure", "tau", "n_alive", "n_survived", "survival"},
-    "table3_activation": {"condition", "measure", "Q1", "Q5", "spearman_rho", "n_alive"},
-    "activation_quintile_survival": {"condition", "measure", "tau", "quintile", "survival"},
+    "activation_survival": {"condition", "definition", "tau", "n_alive", "n_survived", "survival"},
+    "table3_activation": {"condition", "definition", "Q1", "Q5", "spearman_rho", "n_alive"},
+    "activation_quintile_survival": {"condition", "definition", "tau", "quintile", "survival"},
 }
 
 

@@ -151,7 +151,18 @@ def quintile_summary(
     return per_q.assign(tau=tau), summary
 
 
-ACTIVATION_MEASURE = "activation correlation (dense reference SAE on both models' tokens)"
+DEFINITIONS = {
+    "activation": "the dense reference SAE applied to the dense and to the pruned model's "
+    "activations of the same tokens; a dense feature survives when the correlation of its "
+    "two activation series reaches tau",
+    "paired_init": "decoder MNN between the dense and the pruned SAE trained from the same seed, "
+    "hence from the same initial dictionary; mean over seeds",
+    "cross_seed": "decoder MNN between dense and pruned SAEs of different seeds (independent "
+    "initialisations); mean over every such pair",
+    "seed_floor": "decoder MNN between dense SAEs of different seeds: what two independently "
+    "initialised SAEs of the same model share; mean over seed pairs",
+}
+"""What each value of a survival table's ``definition`` column means (README, captions)."""
 
 
 def activation_survival_tables(
@@ -164,13 +175,13 @@ def activation_survival_tables(
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """From each (model, layer, condition)'s per-feature table: survival at every tau
     (with the counts behind it), the Table 3 layout at ``primary_tau``, and the long
-    per-quintile table at every tau. Each row names its survival measure."""
+    per-quintile table at every tau. Each row names its survival definition."""
     from prunescope.survival import survival_fractions
 
     fractions, summaries, quintiles = [], [], []
     for (model, layer, cond), table in per_feature.items():
         keys = {"model": model, "layer": layer, **condition_columns(cond)}
-        keys["measure"] = ACTIVATION_MEASURE
+        keys["definition"] = "activation"
         fractions.append(survival_fractions(table, taus).assign(**keys))
         for tau in taus:
             per_q, summary = activation_quintile_rows(table, tau, n_boot=n_boot, seed=seed)
@@ -186,7 +197,7 @@ def activation_survival_tables(
 
 
 def _keys_first(frame: pd.DataFrame) -> pd.DataFrame:
-    keys = ["model", "layer", "condition", "method", "sparsity", "measure"]
+    keys = ["model", "layer", "condition", "method", "sparsity", "definition"]
     return frame[keys + [c for c in frame.columns if c not in keys]]
 
 
