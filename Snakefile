@@ -14,7 +14,7 @@ min_version("9.0")
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from prunescope.configcheck import check_config_file
-from prunescope.plan import check_names
+from prunescope.plan import check_names, check_removed_keys
 
 # A preset given with --configfile replaces the default instead of merging into it.
 if not workflow.overwrite_configfiles:
@@ -24,6 +24,7 @@ if not workflow.overwrite_configfiles:
 
 
 check_names(config)
+check_removed_keys(config)
 validate(config, "workflow/schemas/config.schema.yaml")
 
 

@@ -3,8 +3,14 @@
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from prunescope.ablation import ablation_kl, robust_and_fragile, summarise_ablation
+from prunescope.ablation import (
+    ablation_kl,
+    activation_ranking,
+    robust_and_fragile,
+    summarise_ablation,
+)
 from prunescope.corpus import windows_from_jsonl
 from prunescope.io import read_json, write_json
 from prunescope.matching import load_matches
@@ -15,13 +21,16 @@ from prunescope.sae import load_sae
 with rule_logging(snakemake.log[0], snakemake.threads, gpus=snakemake.resources.gpu) as log:
     w, p = snakemake.wildcards, snakemake.params
     cfg = p.ablation
-    match = load_matches(snakemake.input.match)
     sae_dir = Path(snakemake.input.sae).parent
-    firing = np.asarray(read_json(snakemake.input.sae_metrics)["firing_rate"])
-    # Dense features are ranked by their best cosine in the pruned SAE, pruned features
-    # by their best cosine in the dense SAE.
-    cosine = match.a_best_cos if w.side == "dense" else match.b_best_cos
-    chosen = robust_and_fragile(cosine, firing > 0, cfg["n_features"])
+    if cfg["selection"] == "activation":
+        score, alive = activation_ranking(pd.read_csv(snakemake.input.ranking), w.side)
+    else:
+        # dense features by their best cosine in the pruned SAE of the same seed, pruned
+        # features by their best cosine in the dense SAE
+        match = load_matches(snakemake.input.ranking)
+        score = match.a_best_cos if w.side == "dense" else match.b_best_cos
+        alive = np.asarray(read_json(snakemake.input.sae_metrics)["firing_rate"]) > 0
+    chosen = robust_and_fragile(score, alive, cfg["n_features"])
     if chosen.get("note"):
         log.info("%s", chosen["note"])
     model, tokenizer = load_causal_lm(snakemake.input.model, p.dtype, p.device)
@@ -49,6 +58,7 @@ with rule_logging(snakemake.log[0], snakemake.threads, gpus=snakemake.resources.
         "condition": w.cond,
         "side": w.side,
         "mode": cfg["mode"],
+        "selection": cfg["selection"],
         "n_prompts": result["n_prompts"],
         "context": result["context"],
         "selection_note": chosen.get("note", ""),

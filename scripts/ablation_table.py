@@ -12,6 +12,7 @@ COLUMNS = [
     "side",
     "condition",
     "mode",
+    "selection",
     "robust_kl",
     "fragile_kl",
     "delta_pct",

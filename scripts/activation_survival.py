@@ -1,5 +1,6 @@
 """Activation-level survival: the dense reference SAE on the dense and on one pruned
-condition's eval activations of the same tokens, feature by feature."""
+condition's eval activations of the same tokens, feature by feature, beside the same
+comparison with a random perturbation as large as pruning's (the matched-noise control)."""
 
 from pathlib import Path
 
@@ -23,6 +24,7 @@ with rule_logging(snakemake.log[0], snakemake.threads, gpus=snakemake.resources.
             dense["eval"],
             pruned["eval"],
             sae,
+            control_seed=p.noise_seed,
             sources=(f"the eval split of {i.dense}", f"the eval split of {i.pruned}"),
         )
     write_csv(snakemake.output[0], table)
@@ -32,4 +34,8 @@ with rule_logging(snakemake.log[0], snakemake.threads, gpus=snakemake.resources.
         table.attrs["n_rows"],
         int(alive.sum()),
         float(table.loc[alive, "correlation"].median()),
+    )
+    log.info(
+        "median correlation under matched noise %.3f",
+        float(table.loc[alive, "control_correlation"].median()),
     )

@@ -3,9 +3,8 @@ and its per-quintile figure."""
 
 import pandas as pd
 
-from prunescope.analysis import activation_survival_tables
+from prunescope.analysis import activation_survival_tables, write_survival_table
 from prunescope.figures import quintile_lines, save_figure
-from prunescope.io import write_csv
 from prunescope.runlog import rule_logging
 
 with rule_logging(snakemake.log[0]) as log:
@@ -17,9 +16,9 @@ with rule_logging(snakemake.log[0]) as log:
     survival, table3, quintiles = activation_survival_tables(
         per_feature, p.taus, p.primary_tau, n_boot=p.bootstrap, seed=p.seed
     )
-    write_csv(snakemake.output.survival, survival)
-    write_csv(snakemake.output.table, table3)
-    write_csv(snakemake.output.quintiles, quintiles)
+    write_survival_table(snakemake.output.survival, survival)
+    write_survival_table(snakemake.output.table, table3)
+    write_survival_table(snakemake.output.quintiles, quintiles)
     log.info("activation-level Table 3 (tau %.2f):\n%s", p.primary_tau, table3.to_string())
     label = f"activation survival (correlation ≥ {p.primary_tau:g})"
     save_figure(quintile_lines(table3, p.primary_tau, ylabel=label), snakemake.output.figure)

@@ -9,6 +9,7 @@ from torch import nn
 from prunescope.ablation import (
     _BlockOutputHook,
     ablation_kl,
+    activation_ranking,
     feature_activations,
     final_log_probs,
     kl_divergence,
@@ -317,3 +318,24 @@ def test_summarise_ablation_matches_hand_computation():
     assert round(summarise_ablation([0.907], [0.896])["delta_pct"], 1) == 1.2
     assert np.isnan(summarise_ablation([0.907], [0.896])["robust_sem"])
     assert summarise_ablation([0.0], [0.0])["delta_pct"] == 0.0
+
+
+def test_activation_ranking_scores_each_side_and_puts_undefined_last():
+    import pandas as pd
+
+    survival = pd.DataFrame(
+        {
+            "dense_rate": [0.1, 0.0, 0.2, 0.3, 0.05],
+            "pruned_rate": [0.1, 0.0, 0.0, 0.3, 0.05],
+            "correlation": [0.9, np.nan, np.nan, 0.2, 0.5],
+        }
+    )
+    score, alive = activation_ranking(survival, "dense")
+    np.testing.assert_array_equal(alive, [True, False, True, True, True])
+    np.testing.assert_array_equal(score, [0.9, -1.0, -1.0, 0.2, 0.5])
+    picked = robust_and_fragile(score, alive, 1)
+    assert list(picked["robust"]) == [0] and list(picked["fragile"]) == [2]  # silent: fragile
+    _, alive = activation_ranking(survival, "pruned")
+    np.testing.assert_array_equal(alive, [True, False, False, True, True])
+    with pytest.raises(ValueError, match="side must be"):
+        activation_ranking(survival, "both")

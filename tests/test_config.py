@@ -16,6 +16,7 @@ from prunescope.errors import UserInputError
 from prunescope.plan import (
     NAME_PATTERN,
     TASK_PATTERN,
+    ablation_ranking,
     canonical,
     capture_settings,
     check_config,
@@ -23,6 +24,7 @@ from prunescope.plan import (
     conditions,
     data_stage_targets,
     format_sparsity,
+    independent_seed,
     model_lineage,
     model_shape,
     parse_condition,
@@ -494,3 +496,25 @@ def test_capture_settings_and_job_upstreams_carry_the_checkpoint_s_lineage():
     )
     with pytest.raises(ValueError, match="no upstream lineage is defined for rule 'train_sae'"):
         upstream_of(config, "train_sae", "tiny")
+
+
+def test_rq5_ranks_by_activation_survival_unless_asked_for_the_decoder():
+    config = validated(load())
+    assert config["analysis"]["ablation"]["selection"] == "activation"
+    args = ("tiny", 2, "wanda-0.4")
+    assert ablation_ranking(config, *args, "dense") == "results/survival/tiny/L2/wanda-0.4.csv"
+    assert (
+        ablation_ranking(config, *args, "pruned")
+        == "results/survival/tiny/L2/reverse/wanda-0.4_seed0.csv"
+    )
+    config["analysis"]["ablation"]["selection"] = "decoder"
+    for side in ("dense", "pruned"):
+        assert ablation_ranking(config, *args, side).endswith("dense_seed0__wanda-0.4_seed0.h5")
+
+
+def test_the_independent_seed_is_the_first_seed_that_is_not_the_reference():
+    config = validated(load())
+    config["sae"]["seeds"], config["analysis"]["reference_seed"] = [3, 1, 2], 3
+    assert independent_seed(config) == 1
+    config["analysis"]["reference_seed"] = 1
+    assert independent_seed(config) == 3

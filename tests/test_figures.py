@@ -45,3 +45,83 @@ def test_saving_the_same_figure_twice_gives_the_same_bytes(tmp_path, suffix):
         assert b"/CreationDate" not in data and b"/ModDate" not in data
     else:
         assert b"tIME" not in _png_chunk_types(data) and b"IEND" in _png_chunk_types(data)
+
+
+def _survival_rows():
+    rows = []
+    for definition, level in (("paired_init", 0.9), ("cross_seed", 0.05)):
+        for method in ("magnitude", "wanda"):
+            for sparsity in (0.3, 0.5):
+                rows.append(
+                    {
+                        "model": "tiny",
+                        "layer": 1,
+                        "method": method,
+                        "sparsity": sparsity,
+                        "definition": definition,
+                        "mnn_mean": level - sparsity / 10,
+                        "mnn_std": 0.01,
+                        "seed_floor_mnn": 0.06,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def test_survival_definitions_get_their_own_line_style_and_the_floor_a_line():
+    fig = line_by_sparsity(
+        _survival_rows(),
+        "mnn_mean",
+        "mnn_std",
+        "MNN",
+        "RQ2",
+        False,
+        style="definition",
+        floor="seed_floor_mnn",
+    )
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    drawn = dict(zip(labels, handles, strict=True))
+    assert labels[0] == "dense seed floor" and drawn["dense seed floor"].get_ydata()[0] == 0.06
+    assert labels[1:] == [
+        f"{method} {definition}"
+        for method in ("magnitude", "wanda")
+        for definition in ("paired_init", "cross_seed")
+    ]
+    # an errorbar's first artist is its data line
+    assert drawn["wanda paired_init"][0].get_linestyle() == "-"
+    assert drawn["wanda cross_seed"][0].get_linestyle() == "--"
+
+
+def test_quintile_figures_tell_definitions_and_the_floor_apart():
+    from prunescope.figures import quintile_by_method, quintile_lines
+
+    table3 = pd.DataFrame(
+        [
+            {"model": "tiny", "layer": 1, "method": m, "sparsity": s, "definition": d}
+            | {f"Q{q}": v for q in range(1, 6)}
+            for m, s, d, v in [
+                ("dense", 0.0, "seed_floor", 0.06),
+                ("wanda", 0.3, "paired_init", 0.9),
+                ("wanda", 0.3, "cross_seed", 0.05),
+            ]
+        ]
+    )
+    styles = {
+        line.get_label(): line.get_linestyle()
+        for line in quintile_lines(table3, 0.7).axes[0].get_lines()
+    }
+    assert styles == {
+        "dense seed_floor": ":",
+        "wanda 0.3 paired_init": "-",
+        "wanda 0.3 cross_seed": "--",
+    }
+    long = table3.melt(
+        id_vars=["model", "layer", "method", "sparsity", "definition"],
+        value_vars=[f"Q{q}" for q in range(1, 6)],
+        var_name="quintile",
+        value_name="survival",
+    ).assign(tau=0.7, quintile=lambda f: f["quintile"].str[1].astype(int))
+    fig = quintile_by_method(long, 0.7)
+    assert [ax.get_title() for ax in fig.axes] == ["paired_init", "cross_seed"]
+    for ax in fig.axes:
+        floor = [line for line in ax.get_lines() if line.get_label() == "seed floor"]
+        assert len(floor) == 1 and list(floor[0].get_ydata()) == [0.06] * 5

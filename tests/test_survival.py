@@ -13,6 +13,7 @@ from prunescope.errors import UserInputError
 from prunescope.sae import TopKSAE, evaluate_sae
 from prunescope.survival import (
     LatentEncoder,
+    ReverseMatch,
     TopKLatents,
     activation_survival,
     add_cross_products,
@@ -22,11 +23,14 @@ from prunescope.survival import (
     dense_rate_quintiles,
     feature_moments,
     jaccard,
+    matched_noise,
     mean_ratio,
     merge_paired,
+    new_feature_table,
     paired_chunks,
     paired_moments,
     pearson,
+    perturbation_profile,
     row_best,
     survival_by_dense_quintile,
     survival_fractions,
@@ -219,6 +223,62 @@ def test_activation_survival_matches_brute_force_whatever_the_chunking():
         iter([dense[:13], dense[13:14], dense[14:]]), iter([pruned[:30], pruned[30:]]), encoder
     )
     assert_table_close(uneven, want)
+
+
+def test_matched_noise_moves_each_row_as_far_as_pruning_did():
+    dense, pruned = activations(rows=200)
+    dense[7] = pruned[7]  # a token pruning left alone stays where it is
+    profile = torch.tensor([4.0, 0.0, 1.0, 1.0, 1.0, 1.0], dtype=torch.float64)
+    noisy = matched_noise(
+        torch.from_numpy(dense), torch.from_numpy(pruned), profile, torch.Generator().manual_seed(3)
+    ).numpy()
+    step = noisy - dense
+    want = np.linalg.norm(pruned.astype(np.float64) - dense, axis=1)
+    np.testing.assert_allclose(np.linalg.norm(step, axis=1), want, rtol=1e-5, atol=1e-6)
+    assert np.all(step[:, 1] == 0)  # no variance in a dimension pruning never changed
+    assert np.all(step[7] == 0)
+    # the direction is random: nearly uncorrelated with pruning's own change
+    cosine = np.sum(step * (pruned - dense), axis=1) / (want**2 + 1e-12)
+    assert abs(cosine.mean()) < 0.1
+
+
+def test_perturbation_profile_is_the_mean_squared_change_per_dimension():
+    dense, pruned = activations(rows=50)
+    got = perturbation_profile(dense, pruned, 7, ("a", "b")).numpy()
+    want = np.mean((pruned.astype(np.float64) - dense) ** 2, axis=0)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    with pytest.raises(ValueError, match="reads the rows twice"):
+        activation_survival(iter([dense]), iter([pruned]), ReluLinear(6, 9, seed=1), control_seed=0)
+
+
+def test_noise_control_columns_against_a_direct_computation():
+    dense, pruned = activations(rows=60)
+    encoder = ReluLinear(6, 9, seed=1)
+    got = activation_survival(dense, pruned, encoder, control_seed=5, batch_rows=16)
+    # the same draws by hand: chunk by chunk from one generator
+    profile = torch.from_numpy(np.mean((pruned.astype(np.float64) - dense) ** 2, axis=0))
+    generator = torch.Generator().manual_seed(5)
+    noisy = np.concatenate(
+        [
+            matched_noise(
+                torch.from_numpy(dense[s : s + 16]),
+                torch.from_numpy(pruned[s : s + 16]),
+                profile,
+                generator,
+            ).numpy()
+            for s in range(0, 60, 16)
+        ]
+    )
+    a = encoder.encode(torch.from_numpy(dense)).numpy()
+    c = encoder.encode(torch.from_numpy(noisy)).numpy()
+    want = ref_table(a, c)
+    np.testing.assert_allclose(got["control_rate"], want["pruned_rate"])
+    np.testing.assert_allclose(got["control_correlation"], want["correlation"], atol=1e-9)
+    # the columns without the control are unchanged by it
+    plain = activation_survival(dense, pruned, encoder, batch_rows=16)
+    pd.testing.assert_frame_equal(got[plain.columns], plain)
+    again = activation_survival(dense, pruned, encoder, control_seed=5, batch_rows=16)
+    pd.testing.assert_frame_equal(got, again)
 
 
 def test_row_count_mismatch_is_refused_before_encoding_arrays():
@@ -458,3 +518,49 @@ def test_survival_by_dense_quintile_against_a_hand_split():
         row = per_q[per_q["quintile"] == q].iloc[0]
         assert row["n_features"] == members.sum()
         assert row["n_survived"] == (table["correlation"][members] >= 0.5).sum()
+
+
+def _reverse_table(correlation, rate, varies=None) -> pd.DataFrame:
+    n = len(correlation)
+    correlation = np.asarray(correlation, dtype=float)
+    return pd.DataFrame(
+        {
+            "feature": np.arange(n),
+            "pruned_rate": rate,
+            "varies": np.asarray(rate) > 0 if varies is None else varies,
+            "best_dense": np.where(np.isnan(correlation), -1, 0),
+            "correlation": correlation,
+        }
+    )
+
+
+def test_a_reverse_view_read_back_from_its_table_counts_the_same():
+    dense, pruned = activations(rows=50, seed=3)
+    enc_p, enc_d = ReluLinear(6, 7, seed=2), ReluLinear(6, 5, seed=3)
+    got = best_dense_partners(pruned, dense, enc_p, enc_d, [0.3, 0.6])
+    back = ReverseMatch.from_table(got.table(), [0.3, 0.6])
+    pd.testing.assert_frame_equal(back.counts(), got.counts())
+    np.testing.assert_array_equal(back.new(), got.new())
+
+
+def test_new_feature_table_sets_each_condition_beside_the_dense_floor():
+    nan = np.nan
+    reverse = {
+        ("m", 1, "dense"): _reverse_table([0.9, 0.8, 0.4, nan], [0.1, 0.2, 0.3, 0.0]),
+        # 3 alive: one below 0.5, one below 0.7 too; one alive but constant (undefined)
+        ("m", 1, "wanda-0.5"): _reverse_table(
+            [0.95, 0.6, 0.2, nan], [0.1, 0.2, 0.3, 0.4], varies=[True, True, True, False]
+        ),
+    }
+    table = new_feature_table(reverse, [0.5, 0.7])
+    assert table.columns[:4].tolist() == ["model", "layer", "condition", "tau"]
+    got = table.set_index(["condition", "tau"])
+    # dense: 3 alive, new = varies and below tau
+    assert got.loc[("dense", 0.5), "n_new"] == 1 and got.loc[("dense", 0.7), "n_new"] == 1
+    assert got.loc[("wanda-0.5", 0.5), "n_alive"] == 4
+    assert got.loc[("wanda-0.5", 0.5), "n_new"] == 1  # the constant one is not new
+    assert got.loc[("wanda-0.5", 0.7), "n_new"] == 2
+    assert got.loc[("wanda-0.5", 0.7), "n_undefined"] == 1
+    assert got.loc[("wanda-0.5", 0.7), "floor_new_fraction"] == pytest.approx(1 / 3)
+    assert got.loc[("wanda-0.5", 0.7), "excess_over_floor"] == pytest.approx(2 / 4 - 1 / 3)
+    assert got.loc[("dense", 0.5), "excess_over_floor"] == 0

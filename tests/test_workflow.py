@@ -45,6 +45,10 @@ def _wrong_type(c):
     c["sae"]["k"] = "sixty-four"
 
 
+def _removed_key(c):
+    c["analysis"]["survival_all_seeds"] = True
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
@@ -53,6 +57,7 @@ def _wrong_type(c):
         (_sparsity_of_one, "1.0 is greater than or equal to the maximum of 1"),
         (_layer_past_depth, "layer 9 is past the model's depth"),
         (_wrong_type, "'sixty-four' is not of type 'integer'"),
+        (_removed_key, r"analysis\.survival_all_seeds was removed because decoder survival now"),
     ],
 )
 def test_a_bad_config_stops_before_any_job(edit, message, tmp_path):
@@ -171,7 +176,9 @@ UPSTREAM_OF_SAES = {
 @pytest.mark.slow
 def test_editing_an_sae_setting_reruns_only_the_saes_and_what_follows(smoke_run):
     jobs = _edited(smoke_run, lambda c: c["sae"].update(k=4))
-    assert jobs["train_sae"] == 6 and jobs["match_dictionaries"] == 7
+    # one seed pair within each of the 3 conditions (the dense one is the seed floor), and
+    # every dense x pruned seed pair (2 x 2) of both pruned conditions
+    assert jobs["train_sae"] == 6 and jobs["match_dictionaries"] == 11
     assert not UPSTREAM_OF_SAES & set(jobs)
 
 
@@ -245,7 +252,10 @@ TABLE_COLUMNS = {
     "table2": {"condition", "fvu", "l0", "n_eval_tokens"},
     "table3": {
         "condition",
+        "definition",
+        "n_pairs",
         "Q1",
+        "Q1_to_floor",
         "Q5",
         "q1_q5_ratio",
         "spearman_rho",
@@ -257,8 +267,27 @@ TABLE_COLUMNS = {
     "table4": {"side", "robust_kl", "fragile_kl", "delta_pct", "n_robust", "n_prompts"},
     "tableB1": {"condition", "fvu", "alive", "n"},
     "seed_stability": {"condition", "tau", "mnn_mean", "mnn_std", "n_pairs"},
-    "survival": {"condition", "tau", "one_way_mean", "greedy_mean", "ratio_to_floor"},
-    "logistic_fit": {"method", "tau", "term", "coef", "se", "auc", "accuracy", "n"},
+    "survival": {
+        "condition",
+        "definition",
+        "tau",
+        "n_pairs",
+        "one_way_mean",
+        "greedy_mean",
+        "seed_floor_mnn",
+        "ratio_to_floor",
+    },
+    "quintile_survival": {
+        "condition",
+        "definition",
+        "tau",
+        "quintile",
+        "survival",
+        "floor",
+        "ratio_to_floor",
+        "n_pairs",
+    },
+    "logistic_fit": {"method", "definition", "tau", "term", "coef", "se", "auc", "accuracy", "n"},
     "activation_survival": {"condition", "definition", "tau", "n_alive", "n_survived", "survival"},
     "table3_activation": {"condition", "definition", "Q1", "Q5", "spearman_rho", "n_alive"},
     "activation_quintile_survival": {"condition", "definition", "tau", "quintile", "survival"},
@@ -274,7 +303,14 @@ def test_smoke_run_builds_every_table_and_figure(smoke_run):
         assert columns <= set(table.columns), name
         assert len(table) > 0, name
     table3 = pd.read_csv(smoke_run / "results/tables/table3.csv")
-    assert set(table3["condition"]) == {"magnitude-0.3", "wanda-0.3"}
+    assert set(table3["condition"]) == {"dense", "magnitude-0.3", "wanda-0.3"}
+    assert set(table3["definition"]) == {"paired_init", "cross_seed", "seed_floor"}
+    assert set(table3.loc[table3["condition"] == "dense", "definition"]) == {"seed_floor"}
+    for name in ("survival", "quintile_survival"):
+        table = pd.read_csv(smoke_run / f"results/tables/{name}.csv")
+        assert set(table["definition"]) >= {"paired_init", "cross_seed"}, name
+    logistic = pd.read_csv(smoke_run / "results/tables/logistic_fit.csv")
+    assert set(logistic["definition"]) == {"activation", "paired_init", "cross_seed"}
     assert ((table3[["Q1", "Q5"]] >= 0) & (table3[["Q1", "Q5"]] <= 1)).all().all()
     for name in [f"fig{i}" for i in range(1, 7)] + ["fig4_activation"]:
         for suffix in ("png", "pdf"):

@@ -298,6 +298,24 @@ def _check_inputs(
     return features
 
 
+def activation_ranking(table, side: str) -> tuple[np.ndarray, np.ndarray]:
+    """(score, alive) to rank one SAE's features by activation-level survival.
+
+    ``side="dense"``: the dense reference SAE's per-feature survival table
+    (``prunescope.survival.activation_survival``): score = the correlation of a feature's
+    activations on the dense and the pruned tokens, alive = fires on the dense tokens.
+    ``side="pruned"``: a pruned SAE's reverse view (``ReverseMatch.table``): score = its best
+    correlation with any dense-SAE feature, alive = fires on the pruned tokens. An alive
+    feature with no defined correlation (silent or constant on the other side) scores -1,
+    the lowest a correlation can be: it is as fragile as a feature gets.
+    """
+    if side not in ("dense", "pruned"):
+        raise ValueError(f"side must be 'dense' or 'pruned', got {side!r}")
+    rate = table["dense_rate" if side == "dense" else "pruned_rate"].to_numpy(dtype=np.float64)
+    score = np.nan_to_num(table["correlation"].to_numpy(dtype=np.float64), nan=-1.0)
+    return score, rate > 0
+
+
 def robust_and_fragile(best_cosine, alive_mask, n: int) -> dict:
     """The ``n`` alive features with the highest (``robust``) and lowest (``fragile``)
     best-match cosine to the other dictionary (paper section 3.4: top and bottom 100).

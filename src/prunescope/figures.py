@@ -59,48 +59,107 @@ def _with_dense_per_method(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([frame[frame["method"] != "dense"], *copies], ignore_index=True)
 
 
+# How each survival definition is drawn: solid for what a table reports first, dashed for
+# the control beside it, dotted for the dense seed floor.
+DEFINITION_LINESTYLES = {
+    "activation": "-",
+    "paired_init": "-",
+    "cross_seed": "--",
+    "matched_noise": "--",
+    "seed_floor": ":",
+}
+
+
+def _linestyle(definition) -> str:
+    return DEFINITION_LINESTYLES.get(definition, "-.")
+
+
+def _definitions(frame: pd.DataFrame) -> list:
+    """The definitions in ``frame`` (None if it has none), in DEFINITION_LINESTYLES' order."""
+    if "definition" not in frame.columns:
+        return [None]
+    order = list(DEFINITION_LINESTYLES)
+    present = set(frame["definition"])
+    return [d for d in order if d in present] + sorted(present - set(order))
+
+
 def line_by_sparsity(
-    frame: pd.DataFrame, y: str, err: str | None, ylabel: str, title: str, with_dense: bool
+    frame: pd.DataFrame,
+    y: str,
+    err: str | None,
+    ylabel: str,
+    title: str,
+    with_dense: bool,
+    *,
+    style: str | None = None,
+    floor: str | None = None,
 ):
-    """A metric against sparsity, one line per method, one panel per model and layer."""
+    """A metric against sparsity, one line per method, one panel per model and layer.
+
+    ``style``: a column (such as ``definition``) whose values get a line style each within a
+    method's colour. ``floor``: a column holding one reference value per panel, drawn as a
+    grey horizontal line (the dense seed floor).
+    """
     data = _with_dense_per_method(frame) if with_dense else frame[frame["method"] != "dense"]
     fig, axes, panels = _facets(data)
     palette = _palette(data["method"])
     for ax, ((model, layer), panel) in zip(axes, panels, strict=False):
-        for method, rows in panel.groupby("method"):
-            rows = rows.sort_values("sparsity")
-            ax.errorbar(
-                rows["sparsity"],
-                rows[y],
-                yerr=None if err is None else rows[err].fillna(0),
-                marker="o",
-                capsize=3,
-                label=method,
-                color=palette[method],
+        for method, by_method in panel.groupby("method"):
+            styled = by_method.groupby(style, sort=False) if style else [(None, by_method)]
+            lines = dict(list(styled))
+            for key in _definitions(by_method) if style == "definition" else lines:
+                rows = lines[key].sort_values("sparsity")
+                ax.errorbar(
+                    rows["sparsity"],
+                    rows[y],
+                    yerr=None if err is None else rows[err].fillna(0),
+                    marker="o",
+                    capsize=3,
+                    label=method if key is None else f"{method} {key}",
+                    color=palette[method],
+                    linestyle=_linestyle(key) if style == "definition" else "-",
+                )
+        if floor is not None and panel[floor].notna().any():
+            ax.axhline(
+                panel[floor].dropna().iloc[0], color="grey", linestyle=":", label="dense seed floor"
             )
         ax.set(title=f"{model} L{layer}", xlabel="sparsity", ylabel=ylabel)
-    axes[0].legend(title="method")
+    axes[0].legend(title="method", fontsize=6 if style else None)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
 def quintile_lines(table3: pd.DataFrame, tau: float, ylabel: str | None = None):
-    """Figure 4: survival per firing-rate quintile, one line per method and sparsity."""
+    """Figure 4: survival per firing-rate quintile, one line per method and sparsity.
+
+    With a ``definition`` column each definition gets its line style (DEFINITION_LINESTYLES)
+    and the dense seed floor, a row of its own, is drawn in black.
+    """
     fig, axes, panels = _facets(table3)
-    palette = _palette(table3["method"])
+    pruned = table3[table3["method"] != "dense"]
+    palette = _palette(pruned["method"])
     for ax, ((model, layer), panel) in zip(axes, panels, strict=False):
-        for _, row in panel.sort_values(["method", "sparsity"]).iterrows():
-            values = [row[f"Q{q}"] for q in range(1, 6)]
-            alpha = 0.35 + 0.65 * float(row["sparsity"]) / max(panel["sparsity"].max(), 1e-9)
-            ax.plot(
-                range(1, 6),
-                values,
-                marker="o",
-                color=palette[row["method"]],
-                alpha=alpha,
-                label=f"{row['method']} {row['sparsity']:g}",
-            )
+        for definition in _definitions(panel):
+            rows = panel if definition is None else panel[panel["definition"] == definition]
+            for _, row in rows.sort_values(["method", "sparsity"]).iterrows():
+                values = [row[f"Q{q}"] for q in range(1, 6)]
+                label = f"{row['method']} {row['sparsity']:g}"
+                if row["method"] == "dense":
+                    color, alpha, label = "black", 1.0, "dense"
+                else:
+                    color = palette[row["method"]]
+                    sparsest = max(panel["sparsity"].max(), 1e-9)
+                    alpha = 0.35 + 0.65 * float(row["sparsity"]) / sparsest
+                ax.plot(
+                    range(1, 6),
+                    values,
+                    marker="o",
+                    color=color,
+                    alpha=alpha,
+                    linestyle=_linestyle(definition),
+                    label=label if definition is None else f"{label} {definition}",
+                )
         ax.set(
             title=f"{model} L{layer}",
             xlabel="firing-rate quintile (1 = rarest)",
@@ -113,21 +172,39 @@ def quintile_lines(table3: pd.DataFrame, tau: float, ylabel: str | None = None):
 
 
 def quintile_by_method(quintiles: pd.DataFrame, tau: float):
-    """Figure 5: survival per quintile grouped by method (mean ± sd over sparsities and models)."""
+    """Figure 5: survival per quintile grouped by method (mean ± sd over sparsities and models).
+
+    With a ``definition`` column, one panel per definition of a pruned SAE (each on its own
+    y scale), and the dense seed floor (its mean over models) as a black dotted line in each.
+    """
     data = quintiles[quintiles["tau"] == tau]
-    fig, ax = plt.subplots(figsize=(5, 3.4))
-    sns.pointplot(
-        data=data,
-        x="quintile",
-        y="survival",
-        hue="method",
-        errorbar="sd",
-        dodge=0.25,
-        palette=_palette(data["method"]),
-        ax=ax,
-        capsize=0.1,
-    )
-    ax.set(xlabel="firing-rate quintile (1 = rarest)", ylabel=f"MNN survival at τ={tau:g}")
+    definitions = [d for d in _definitions(data) if d != "seed_floor"]
+    fig, axes = plt.subplots(1, len(definitions), figsize=(5 * len(definitions), 3.4))
+    axes = list(axes) if len(definitions) > 1 else [axes]
+    pruned = data[data["method"] != "dense"]
+    for ax, definition in zip(axes, definitions, strict=True):
+        rows = pruned if definition is None else pruned[pruned["definition"] == definition]
+        sns.pointplot(
+            data=rows,
+            x="quintile",
+            y="survival",
+            hue="method",
+            hue_order=sorted(set(pruned["method"])),
+            errorbar="sd",
+            dodge=0.25 if pruned["method"].nunique() > 1 else False,
+            palette=_palette(pruned["method"]),
+            ax=ax,
+            capsize=0.1,
+        )
+        if definition is not None:
+            floor = data[data["definition"] == "seed_floor"]
+            floor = floor.groupby("quintile")["survival"].mean()
+            if len(floor):
+                # pointplot puts quintile q at x = q - 1
+                ax.plot(floor.index - 1, floor.to_numpy(), "k:", marker="x", label="seed floor")
+                ax.legend(fontsize=6)
+            ax.set_title(definition)
+        ax.set(xlabel="firing-rate quintile (1 = rarest)", ylabel=f"MNN survival at τ={tau:g}")
     fig.tight_layout()
     return fig
 

@@ -97,6 +97,36 @@ def survival_per_feature(result: MatchResult, tau: float) -> np.ndarray:
     return result.mnn & (result.a_best_cos >= np.float32(tau))
 
 
+def swap_sides(result: MatchResult) -> MatchResult:
+    """The same match read from B's side: B's features against A's.
+
+    Best partners and their cosines are stored for both sides, and MNN pairs and greedy
+    1-to-1 pairs are symmetric, so nothing is recomputed. The result equals matching B
+    against A directly, except that greedy breaks exact cosine ties by A's index first.
+    ``attrs`` swap their ``_a``/``_b`` keys.
+    """
+    n_taus = len(result.taus)
+    greedy = np.full((n_taus, result.n_b), -1, dtype=np.int64)
+    for t in range(n_taus):
+        rows = np.flatnonzero(result.greedy_partner[t] >= 0)
+        greedy[t, result.greedy_partner[t, rows]] = rows
+    side = {"_a": "_b", "_b": "_a"}
+    attrs = {
+        (key[:-2] + side[key[-2:]] if key[-2:] in side else key): value
+        for key, value in result.attrs.items()
+    }
+    return MatchResult(
+        a_best=result.b_best.copy(),
+        a_best_cos=result.b_best_cos.copy(),
+        b_best=result.a_best.copy(),
+        b_best_cos=result.a_best_cos.copy(),
+        mnn=result.a_best[result.b_best] == np.arange(result.n_b),
+        greedy_partner=greedy,
+        taus=result.taus.copy(),
+        attrs=attrs,
+    )
+
+
 def best_cosine(result: MatchResult) -> np.ndarray:
     """Cosine of each A feature with its best B match: the robust/fragile ranking score."""
     return result.a_best_cos.copy()

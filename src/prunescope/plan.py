@@ -223,6 +223,25 @@ def check_names(config: dict) -> None:
                 )
 
 
+REMOVED_KEYS = {
+    ("analysis", "survival_all_seeds"): "decoder survival now always reports every dense x "
+    "pruned seed pair (paired_init and cross_seed, beside the dense seed floor)",
+}
+"""Keys an earlier version read, and why they went: a config that still sets one is told so."""
+
+
+def check_removed_keys(config: dict) -> None:
+    """Refuse a key this version no longer reads with why it went, before the schema (whose
+    message would only call it unexpected)."""
+    for (*parents, key), why in REMOVED_KEYS.items():
+        node = config
+        for parent in parents:
+            node = node.get(parent) if isinstance(node, dict) else None
+        if isinstance(node, dict) and key in node:
+            dotted = ".".join([*parents, key])
+            raise UserInputError(f"{dotted} was removed because {why}: delete it from the config")
+
+
 def check_config(config: dict) -> None:
     """Raise one ``UserInputError`` sentence naming the offending key, before any job runs."""
     corpora = config["corpora"]
@@ -432,6 +451,40 @@ def match_path(model: str, layer: int, cond_a: str, seed_a: int, cond_b: str, se
     return f"results/matches/{model}/L{layer}/{cond_a}_seed{seed_a}__{cond_b}_seed{seed_b}.h5"
 
 
+def survival_path(model: str, layer: int, cond: str) -> str:
+    """Activation-level survival of the dense reference SAE's features under ``cond``."""
+    return f"results/survival/{model}/L{layer}/{cond}.csv"
+
+
+def reverse_survival_path(model: str, layer: int, cond: str, seed: int) -> str:
+    """Each feature of ``cond``'s seed-``seed`` SAE and its best-correlated dense feature."""
+    return f"results/survival/{model}/L{layer}/reverse/{cond}_seed{seed}.csv"
+
+
+def independent_seed(config: dict) -> int:
+    """The first SAE seed that is not the reference seed: an SAE whose initial dictionary
+    differs from the dense reference SAE's, for the reverse view and its floor."""
+    ref = config["analysis"]["reference_seed"]
+    return next(s for s in config["sae"]["seeds"] if s != ref)
+
+
+def new_feature_inputs(config: dict, model: str, layer: int) -> list[str]:
+    """The reverse view of every condition (dense = the floor) at the independent seed."""
+    seed = independent_seed(config)
+    return [reverse_survival_path(model, layer, c, seed) for c in conditions(config, model)]
+
+
+def ablation_ranking(config: dict, model: str, layer: int, cond: str, side: str) -> str:
+    """The file that ranks the features RQ5 ablates (``analysis.ablation.selection``):
+    the reference-seed match, or the activation-level survival of that side's SAE."""
+    ref = config["analysis"]["reference_seed"]
+    if config["analysis"]["ablation"]["selection"] == "decoder":
+        return match_path(model, layer, "dense", ref, cond, ref)
+    if side == "dense":
+        return survival_path(model, layer, cond)
+    return reverse_survival_path(model, layer, cond, ref)
+
+
 def pruned_conditions(config: dict, model: str) -> list[str]:
     return [c for c in conditions(config, model) if c != "dense"]
 
@@ -447,16 +500,15 @@ def stability_matches(config: dict, model: str, layer: int, cond: str) -> list[s
 
 
 def survival_matches(config: dict, model: str, layer: int, cond: str) -> list[str]:
-    """Dense vs pruned SAEs: the reference seeds, or every seed pair if asked (RQ2, RQ4)."""
-    ref = config["analysis"]["reference_seed"]
-    if not config["analysis"]["survival_all_seeds"]:
-        return [match_path(model, layer, "dense", ref, cond, ref)]
+    """Every dense x pruned seed pair (RQ2, RQ4): the same-seed pairs (``paired_init``, which
+    share their initial dictionary) and every pair of different seeds (``cross_seed``)."""
     seeds = config["sae"]["seeds"]
     return [match_path(model, layer, "dense", a, cond, b) for a in seeds for b in seeds]
 
 
 def logistic_matches(config: dict, model: str, layer: int, cond: str) -> list[str]:
-    """The dense reference SAE vs every seed of a pruned condition (the logistic target)."""
+    """The dense reference SAE vs every seed of a pruned condition: the logistic fit's
+    ``paired_init`` (same seed) and ``cross_seed`` (the others) targets, on one feature set."""
     ref = config["analysis"]["reference_seed"]
     return [match_path(model, layer, "dense", ref, cond, s) for s in config["sae"]["seeds"]]
 
@@ -486,6 +538,7 @@ FIGURES = ("fig1", "fig2", "fig3", "fig4", "fig5", "fig6")
 def analysis_targets(config: dict) -> list[str]:
     extra = ["seed_stability", "survival", "quintile_survival", "logistic_fit"]
     extra += ["activation_survival", "table3_activation", "activation_quintile_survival"]
+    extra += ["new_features"]
     tables = [f"results/tables/{t}.csv" for t in (*TABLES, *extra)]
     return tables + [f"results/figures/{f}.png" for f in (*FIGURES, "fig4_activation")]
 

@@ -341,6 +341,7 @@ def activation_survival(
     pruned_rows,
     sae,
     *,
+    control_seed: int | None = None,
     batch_rows: int | None = None,
     sources: tuple[str, str] = ("dense activations", "pruned activations"),
 ) -> pd.DataFrame:
@@ -350,10 +351,19 @@ def activation_survival(
     array-like (h5py dataset, numpy array, tensor) or an iterable of 2-D row chunks.
     ``sources`` names them in errors. Returns the ``survival_table`` columns (feature,
     dense_rate, pruned_rate, correlation, jaccard, mean_ratio), ``attrs["n_rows"]``.
+
+    With ``control_seed``, also ``control_rate`` and ``control_correlation``: the same
+    statistics between the dense activations and the dense activations plus random noise
+    as large as pruning's change (``matched_noise``), the survival any perturbation of that
+    size would leave. This reads the rows twice, so it needs array-like sources.
     """
     encoder = as_latent_encoder(sae)
     _check_same_rows(dense_rows, pruned_rows, sources)
     batch_rows = batch_rows or default_batch_rows(encoder.d_sae)
+    profile = generator = control = None
+    if control_seed is not None:
+        profile = perturbation_profile(dense_rows, pruned_rows, batch_rows, sources)
+        generator = torch.Generator().manual_seed(int(control_seed))
     total = None
     chunks = paired_chunks(
         iter_row_chunks(dense_rows, batch_rows),
@@ -366,7 +376,61 @@ def activation_survival(
         b = encode_rows(encoder, pruned, start, sources[1])
         part = paired_moments(a, b)
         total = part if total is None else merge_paired(total, part)
-    return survival_table(total)
+        if profile is not None:
+            noisy = matched_noise(dense, pruned, profile, generator)
+            part = paired_moments(a, encode_rows(encoder, noisy, start, "the noise control"))
+            control = part if control is None else merge_paired(control, part)
+    table = survival_table(total)
+    if control is not None:
+        table["control_rate"] = firing_rate(control.b).cpu().numpy()
+        table["control_correlation"] = pearson(control).cpu().numpy()
+    return table
+
+
+# --- the control: a random perturbation as large as pruning's ---
+
+
+def perturbation_profile(
+    dense_rows, pruned_rows, batch_rows: int, sources: tuple[str, str]
+) -> torch.Tensor:
+    """float64 per-dimension mean squared difference (pruned - dense) over all rows."""
+    if None in (row_count(dense_rows), row_count(pruned_rows)):
+        raise ValueError(
+            "the noise control reads the rows twice: pass array-likes (such as the cache's "
+            "HDF5 datasets), not iterators"
+        )
+    total, n = None, 0
+    chunks = paired_chunks(
+        iter_row_chunks(dense_rows, batch_rows),
+        iter_row_chunks(pruned_rows, batch_rows),
+        batch_rows,
+        sources,
+    )
+    for _, dense, pruned in chunks:
+        part = (pruned.double() - dense.double()).square().sum(0)
+        total = part if total is None else total + part
+        n += len(dense)
+    return total / n
+
+
+def matched_noise(
+    dense: torch.Tensor, pruned: torch.Tensor, profile: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
+    """``dense`` moved, row by row, as far as pruning moved it but in a random direction.
+
+    The direction is Gaussian with per-dimension variance ``profile`` (pruning's own mean
+    squared change per dimension, so outlier dimensions get their share), drawn on the CPU
+    from ``generator`` so a seed gives the same noise on any device; its length is the
+    row's ``||pruned - dense||``. A feature that survives pruning no better than this
+    noise is fragile to any perturbation of that size, not to pruning in particular. The
+    draws follow the chunking, so the same seed and ``batch_rows`` give the same control.
+    """
+    direction = torch.randn(dense.shape, generator=generator, dtype=torch.float64)
+    direction = direction.mul_(profile.cpu().sqrt())
+    length = (pruned.double() - dense.double()).norm(dim=1, keepdim=True).cpu()
+    norm = direction.norm(dim=1, keepdim=True)
+    step = direction.mul_(torch.where(norm > 0, length / norm.clamp_min(1e-300), 0.0))
+    return (dense.double() + step.to(dense.device)).to(torch.float32)
 
 
 @dataclass
@@ -389,13 +453,28 @@ class ReverseMatch:
         return self.varies & ~(self.correlation >= self.taus[:, None])
 
     def table(self) -> pd.DataFrame:
-        return pd.DataFrame(
+        table = pd.DataFrame(
             {
                 "feature": np.arange(len(self.best_dense)),
                 "pruned_rate": self.pruned_rate,
+                "varies": self.varies,
                 "best_dense": self.best_dense,
                 "correlation": self.correlation,
             }
+        )
+        table.attrs["n_rows"] = self.n_rows
+        return table
+
+    @classmethod
+    def from_table(cls, table: pd.DataFrame, taus: Sequence[float]) -> ReverseMatch:
+        """A reverse view read back from its ``table()`` (``n_rows`` from attrs, or -1)."""
+        return cls(
+            best_dense=table["best_dense"].to_numpy(dtype=np.int64),
+            correlation=table["correlation"].to_numpy(dtype=np.float64),
+            pruned_rate=table["pruned_rate"].to_numpy(dtype=np.float64),
+            varies=table["varies"].to_numpy(dtype=bool),
+            taus=check_taus(taus),
+            n_rows=int(table.attrs.get("n_rows", -1)),
         )
 
     def counts(self) -> pd.DataFrame:
@@ -555,6 +634,25 @@ def survival_fractions(table: pd.DataFrame, taus: Sequence[float] = PAPER_TAUS) 
     return pd.DataFrame(rows)
 
 
+def new_feature_table(
+    reverse: dict[tuple[str, int, str], pd.DataFrame], taus: Sequence[float]
+) -> pd.DataFrame:
+    """Per (model, layer, condition) and tau: how many alive features of the condition's SAE
+    are new (no dense-SAE feature correlates >= tau), beside the floor: the same count for
+    a dense SAE of the same seed, which has no pruning to blame. ``reverse`` maps
+    (model, layer, condition) to a ``ReverseMatch.table()``, ``dense`` included."""
+    rows = []
+    for (model, layer, cond), table in reverse.items():
+        counts = ReverseMatch.from_table(table, taus).counts()
+        rows.append(counts.assign(model=model, layer=layer, condition=cond))
+    out = pd.concat(rows, ignore_index=True)
+    floor = out[out["condition"] == "dense"].set_index(["model", "layer", "tau"])
+    out = out.join(floor["new_fraction"].rename("floor_new_fraction"), on=["model", "layer", "tau"])
+    out["excess_over_floor"] = out["new_fraction"] - out["floor_new_fraction"]
+    keys = ["model", "layer", "condition", "tau"]
+    return out[keys + [c for c in out.columns if c not in keys]]
+
+
 def dense_rate_quintiles(table: pd.DataFrame) -> np.ndarray:
     """Firing-rate quintile 1..5 of each alive dense feature (-1 if dead), exactly as the
     decoder-matching Table 3 assigns them (``stats.firing_rate_quintiles``)."""
@@ -587,12 +685,15 @@ __all__ = [
     "firing_rate",
     "iter_row_chunks",
     "jaccard",
+    "matched_noise",
     "mean_ratio",
     "merge_moments",
     "merge_paired",
+    "new_feature_table",
     "paired_chunks",
     "paired_moments",
     "pearson",
+    "perturbation_profile",
     "row_best",
     "row_count",
     "survival_by_dense_quintile",

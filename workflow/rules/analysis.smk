@@ -152,6 +152,7 @@ rule activation_survival:
     params:
         capture=capture_settings,
         dense_capture=dense_capture_settings,
+        noise_seed=config["analysis"]["noise_seed"],
         device=config["device"],
     script:
         "../../scripts/activation_survival.py"
@@ -199,10 +200,60 @@ rule activation_survival_table:
         "../../scripts/activation_survival_table.py"
 
 
+rule reverse_survival:
+    input:
+        sae="results/sae/{model}/{cond}/L{layer}/seed{seed}/sae.safetensors",
+        sae_cfg="results/sae/{model}/{cond}/L{layer}/seed{seed}/cfg.json",
+        dense_sae=reference_sae("dense", "sae.safetensors"),
+        dense_sae_cfg=reference_sae("dense", "cfg.json"),
+        dense="results/activations/{model}/dense/L{layer}.h5",
+        activations="results/activations/{model}/{cond}/L{layer}.h5",
+    output:
+        "results/survival/{model}/L{layer}/reverse/{cond}_seed{seed}.csv",
+    log:
+        "results/logs/reverse_survival/{model}/L{layer}/{cond}_seed{seed}.log",
+    benchmark:
+        "results/benchmarks/reverse_survival/{model}/L{layer}/{cond}_seed{seed}.tsv"
+    conda:
+        "../../envs/prunescope.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+    params:
+        taus=config["analysis"]["correlation_taus"],
+        capture=capture_settings,
+        dense_capture=dense_capture_settings,
+        device=config["device"],
+    script:
+        "../../scripts/reverse_survival.py"
+
+
+rule new_feature_table:
+    input:
+        [path for _, path in NEW_FEATURES],
+    output:
+        table=report(
+            "results/tables/new_features.csv",
+            caption="../report/new_features.rst",
+            category="Study LM",
+            subcategory="RQ2 feature survival",
+        ),
+    log:
+        "results/logs/new_feature_table.log",
+    conda:
+        "../../envs/prunescope.yaml"
+    params:
+        conditions=[list(key) for key, _ in NEW_FEATURES],
+        taus=config["analysis"]["correlation_taus"],
+    script:
+        "../../scripts/new_feature_table.py"
+
+
 rule quintile_survival:
     input:
-        dense=all_reference_metrics,
-        matches=all_reference_matches,
+        dense=all_dense_metrics,
+        matches=all_survival_matches,
+        floor=all_floor_matches,
     output:
         table=report(
             "results/tables/table3.csv",
@@ -245,6 +296,7 @@ rule logistic_fit:
     input:
         dense=all_reference_metrics,
         matches=all_logistic_matches,
+        activation=[path for _, path in ACTIVATION_SURVIVAL],
     output:
         table=report(
             "results/tables/logistic_fit.csv",
@@ -259,13 +311,16 @@ rule logistic_fit:
         "../../envs/prunescope.yaml"
     params:
         taus=config["analysis"]["logistic_taus"],
+        correlation_taus=config["analysis"]["logistic_correlation_taus"],
+        conditions=[list(key) for key, _ in ACTIVATION_SURVIVAL],
+        seed=config["analysis"]["reference_seed"],
     script:
         "../../scripts/logistic_fit.py"
 
 
 rule ablate_features:
     input:
-        match=reference_match,
+        ranking=ablation_ranking_file,
         sae=ablated_sae("sae.safetensors"),
         sae_cfg=ablated_sae("cfg.json"),
         sae_metrics=ablated_sae("metrics.json"),

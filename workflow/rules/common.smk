@@ -12,12 +12,14 @@ from prunescope.plan import (
     NAME_PATTERN,
     TASK_PATTERN,
     ablation_condition,
+    ablation_ranking,
     analysis_targets,
     canonical,
     capture_settings as plan_capture_settings,
     check_config,
     conditions,
     data_stage_targets,
+    independent_seed,
     logistic_matches,
     match_path,
     model_dir,
@@ -27,6 +29,7 @@ from prunescope.plan import (
     perplexity_path,
     pruned_conditions,
     pruning_options,
+    reverse_survival_path,
     sae_dir,
     stability_matches,
     survival_matches,
@@ -166,12 +169,13 @@ def _each(paths_for, conds_for=conditions):
 all_stability_matches = _each(stability_matches)
 all_survival_matches = _each(survival_matches, pruned_conditions)
 all_logistic_matches = _each(logistic_matches, pruned_conditions)
-all_reference_matches = _each(
-    lambda c, m, l, cond: [
-        match_path(m, l, "dense", REFERENCE_SEED, cond, REFERENCE_SEED)
-    ],
-    pruned_conditions,
-)
+# the dense seed floor: every pair of dense seeds (RQ1's dense stability matches)
+all_floor_matches = _each(stability_matches, lambda c, m: ["dense"])
+all_dense_metrics = [
+    f"{sae_dir(model, 'dense', layer, seed)}/metrics.json"
+    for model, layer in model_layers(config)
+    for seed in config["sae"]["seeds"]
+]
 all_reference_metrics = [
     f"{sae_dir(model, 'dense', layer, REFERENCE_SEED)}/metrics.json"
     for model, layer in model_layers(config)
@@ -182,6 +186,24 @@ ACTIVATION_SURVIVAL = [
     for model, layer in model_layers(config)
     for cond in pruned_conditions(config, model)
 ]
+
+
+# (model, layer, condition) and its reverse view at the independent seed (dense: the floor)
+NEW_FEATURES = [
+    (
+        (model, layer, cond),
+        reverse_survival_path(model, layer, cond, independent_seed(config)),
+    )
+    for model, layer in model_layers(config)
+    for cond in conditions(config, model)
+]
+
+
+def ablation_ranking_file(wildcards):
+    """What ranks the ablated features: a match or an activation-survival table."""
+    return ablation_ranking(
+        config, wildcards.model, wildcards.layer, wildcards.cond, wildcards.side
+    )
 
 
 def dense_capture_settings(wildcards):
