@@ -8,6 +8,7 @@ import pandas as pd
 from prunescope.ablation import (
     ablation_kl,
     activation_ranking,
+    kl_when_fired,
     robust_and_fragile,
     summarise_ablation,
 )
@@ -52,6 +53,9 @@ with rule_logging(snakemake.log[0], snakemake.threads, gpus=snakemake.resources.
     kl = np.asarray(result["kl"])
     n = len(chosen["robust"])
     summary = summarise_ablation(kl[:n], kl[n:])
+    per_prompt, fired = result["kl_per_prompt"], result["fired"]
+    summary |= kl_when_fired(per_prompt[:n], fired[:n], "robust")
+    summary |= kl_when_fired(per_prompt[n:], fired[n:], "fragile")
     out = {
         "model": w.model,
         "layer": int(w.layer),

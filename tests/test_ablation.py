@@ -13,6 +13,7 @@ from prunescope.ablation import (
     feature_activations,
     final_log_probs,
     kl_divergence,
+    kl_when_fired,
     replace_hidden,
     robust_and_fragile,
     summarise_ablation,
@@ -339,3 +340,16 @@ def test_activation_ranking_scores_each_side_and_puts_undefined_last():
     np.testing.assert_array_equal(alive, [True, False, False, True, True])
     with pytest.raises(ValueError, match="side must be"):
         activation_ranking(survival, "both")
+
+
+def test_kl_when_fired_separates_how_often_from_how_much():
+    kl = np.array([[0.0, 0.4, 0.2], [0.0, 0.0, 0.0], [0.9, 0.0, 0.3]])
+    fired = np.array([[False, True, True], [False, False, False], [True, False, True]])
+    got = kl_when_fired(kl, fired, "fragile")
+    assert got["fragile_fired_fraction"] == pytest.approx(np.mean([2 / 3, 0, 2 / 3]))
+    assert got["fragile_kl_when_fired"] == pytest.approx(np.mean([0.3, 0.6]))
+    assert got["n_fragile_fired"] == 2
+    never = kl_when_fired(np.zeros((2, 3)), np.zeros((2, 3), bool), "robust")
+    assert np.isnan(never["robust_kl_when_fired"]) and never["n_robust_fired"] == 0
+    with pytest.raises(ValueError, match="one 2-D shape"):
+        kl_when_fired(kl, fired[:2], "robust")

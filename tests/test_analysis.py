@@ -415,6 +415,10 @@ def test_quintile_tables_average_every_pair_of_each_definition(decoders, matches
             np.testing.assert_allclose([row[f"Q{q}"] for q in range(1, 6)], mean)
             np.testing.assert_allclose([row[f"Q{q}_std"] for q in range(1, 6)], std)
             assert row["q1_minus_q5"] == pytest.approx(np.mean(per_pair[:, 0] - per_pair[:, 4]))
+            if mean[4] > 0:  # the ratio of the mean survivals, never a mean of ratios
+                assert row["q1_q5_ratio"] == pytest.approx(mean[0] / mean[4])
+            else:
+                assert np.isnan(row["q1_q5_ratio"])
             ratios = [row[f"Q{q}_to_floor"] for q in range(1, 6)]
             if definition == "seed_floor":
                 assert np.isnan(ratios).all()

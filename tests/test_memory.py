@@ -40,7 +40,7 @@ import ctypes, json, os, sys, traceback
 import h5py, numpy, scipy.linalg, torch
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 import prunescope.activations, prunescope.matching, prunescope.perplexity
-import prunescope.pruning, prunescope.sae, prunescope.tinylm
+import prunescope.pruning, prunescope.sae, prunescope.survival, prunescope.tinylm
 import prunescope.align.data, prunescope.align.experiment, prunescope.align.hessian
 import prunescope.align.mip, prunescope.align.net, prunescope.align.prune
 
@@ -324,6 +324,73 @@ def test_matching_holds_both_decoders_and_a_block_of_cosines(probe):
     check_against(estimate, measured)
 
 
+@pytest.fixture(scope="module")
+def survival_files(probe) -> Probe:
+    """Token-aligned dense and pruned eval caches of 4,500 rows x 128 and two SAEs of 8,192
+    latents: two full chunks of 2,048 rows (``survival.default_batch_rows``) and a short
+    one, so the jobs reach their steady state."""
+    probe.run(
+        f"""
+        import h5py, numpy as np, torch
+        from prunescope.sae import SAEConfig, TopKSAE, save_sae
+        rng = np.random.default_rng(0)
+        dense = rng.normal(size=({SURVIVAL_ROWS}, {SURVIVAL_D_MODEL})).astype(np.float32)
+        pruned = dense + 0.3 * rng.normal(size=dense.shape).astype(np.float32)
+        for name, rows in (("dense", dense), ("pruned", pruned)):
+            with h5py.File(f"{{name}}_acts.h5", "w") as cache:
+                cache.create_dataset("eval", data=rows, chunks=(2048, {SURVIVAL_D_MODEL}))
+        for cond, seed in (("dense", 0), ("pruned", 1)):
+            sae = TopKSAE({SURVIVAL_D_MODEL}, {SURVIVAL_EXPANSION * SURVIVAL_D_MODEL}, 32,
+                          generator=torch.Generator().manual_seed(seed))
+            save_sae(sae, SAEConfig(expansion={SURVIVAL_EXPANSION}, k=32), f"{{cond}}_sae")
+        """
+    )
+    return probe
+
+
+SURVIVAL_ROWS, SURVIVAL_D_MODEL, SURVIVAL_EXPANSION = 4500, 128, 64
+SURVIVAL_CONFIG = {
+    "sae": {"expansion": SURVIVAL_EXPANSION},
+    "activations": {"eval_tokens": SURVIVAL_ROWS},
+}
+
+
+def test_activation_survival_holds_three_latent_chunks_and_two_float64_copies(survival_files):
+    estimate = memory.activation_survival_memory(SURVIVAL_CONFIG, "m", SURVIVAL_D_MODEL)
+    measured = survival_files.peak_growth(
+        """
+        import h5py, torch
+        from prunescope.sae import load_sae
+        from prunescope.survival import activation_survival
+        torch.set_num_threads(1)  # as the rule runs it (threads: 1)
+        sae = load_sae("dense_sae")
+        with h5py.File("dense_acts.h5") as dense, h5py.File("pruned_acts.h5") as pruned:
+            activation_survival(dense["eval"], pruned["eval"], sae, control_seed=0)
+        """
+    )
+    check_against(estimate, measured)
+
+
+def test_reverse_survival_holds_the_cross_moments_and_a_product_block(survival_files):
+    estimate = memory.reverse_survival_memory(SURVIVAL_CONFIG, "m", SURVIVAL_D_MODEL)
+    # at 8,192 x 8,192 the accumulator is a third of the peak (the product block half)
+    (cross,) = [term for term in estimate.terms if "cross moments" in term.what]
+    assert cross.bytes == 8 * 8192**2 > estimate.sized_bytes / 4
+    measured = survival_files.peak_growth(
+        """
+        import h5py, torch
+        from prunescope.sae import load_sae
+        from prunescope.survival import best_dense_partners
+        torch.set_num_threads(1)
+        dense_sae = load_sae("dense_sae")
+        sae = load_sae("pruned_sae")
+        with h5py.File("dense_acts.h5") as dense, h5py.File("pruned_acts.h5") as pruned:
+            best_dense_partners(pruned["eval"], dense["eval"], sae, dense_sae, [0.5, 0.7])
+        """
+    )
+    check_against(estimate, measured)
+
+
 # --------------------------------------------------------------------------- Study ALIGN
 
 
@@ -465,7 +532,7 @@ def test_sizes_the_library_fixes_are_the_ones_estimated(probe):
         """
         from inspect import signature
         from sklearn.datasets import load_digits
-        from prunescope import activations, matching, sae
+        from prunescope import activations, matching, sae, survival
         from prunescope.align import hessian, mip, net, plan
         result = {
             "SAE_BUFFER_ROWS": sae.SAEConfig().buffer_rows,
@@ -474,6 +541,10 @@ def test_sizes_the_library_fixes_are_the_ones_estimated(probe):
             "RESAMPLE_UNTIL": sae.RESAMPLE_UNTIL,
             "CACHE_CHUNK_ROWS": activations.DEFAULT_CHUNK_ROWS,
             "MATCH_BLOCK_BYTES": matching.BLOCK_BYTES,
+            "SURVIVAL_CHUNK_ELEMENTS": survival.CHUNK_ELEMENTS,
+            "SURVIVAL_CROSS_BYTES": survival.CROSS_BYTES,
+            "SURVIVAL_PRODUCT_BYTES": survival.PRODUCT_BYTES,
+            "SURVIVAL_CORRELATION_BYTES": survival.CORRELATION_BYTES,
             "HESSIAN_CHUNK": signature(hessian.w1_hessian).parameters["chunk"].default,
             "ENUMERATION_BATCH": mip._ENUMERATION_BATCH,
             "ALIGN_EVAL_ROWS": signature(net.evaluate_nets).parameters["batch_size"].default,
@@ -743,6 +814,13 @@ def test_one_job_s_estimate_is_the_one_the_check_uses():
     jobs = {
         ("train_sae", "model tiny"): {"model": "tiny", "cond": "dense", "layer": "2", "seed": "0"},
         ("prune_model", "model tiny (wanda)"): {"model": "tiny", "method": "wanda"},
+        ("activation_survival", "model tiny"): {"model": "tiny", "cond": "wanda-0.5", "layer": "2"},
+        ("reverse_survival", "model tiny"): {
+            "model": "tiny",
+            "cond": "dense",
+            "layer": "2",
+            "seed": "1",
+        },
         ("estimate_align_hessian", "task digits"): {"task": "digits", "trial": "0"},
         ("finetune_align_nets", "task dnf32 (2of4)"): {"task": "dnf32", "structure": "2of4"},
     }

@@ -222,6 +222,7 @@ def ablation_kl(
         "reconstruction_baseline_kl_per_prompt": (
             None if baseline is None else baseline.cpu().numpy()
         ),
+        "fired": nonzero_edit.cpu().numpy(),
         "n_pairs_run": int(len(pairs)),
         "n_pairs_zero_edit": int((~nonzero_edit).sum()),
     }
@@ -388,6 +389,30 @@ def summarise_ablation(kl_robust, kl_fragile) -> dict:
     }
 
 
+def kl_when_fired(kl_per_prompt, fired, group: str) -> dict:
+    """How often one group's features fired on the prompts, and their KL where they did.
+
+    A feature that never fires on a prompt has an ablation KL of exactly 0 there, so a group
+    of rarer features has a lower mean KL whatever the features do when present. This splits
+    the two: ``{group}_fired_fraction`` is the mean over features of the share of prompts on
+    which the feature fired; ``{group}_kl_when_fired`` the mean, over the features that
+    fired at least once (``n_{group}_fired``), of their mean KL over those prompts.
+    ``kl_per_prompt`` and ``fired`` are ``(n_features, n_prompts)``.
+    """
+    kl = np.asarray(kl_per_prompt, dtype=np.float64)
+    on = np.asarray(fired, dtype=bool)
+    if kl.shape != on.shape or kl.ndim != 2:
+        raise ValueError(f"kl_per_prompt {kl.shape} and fired {on.shape} must be one 2-D shape")
+    counts = on.sum(axis=1)
+    ever = counts > 0
+    when = (kl * on).sum(axis=1)[ever] / counts[ever]
+    return {
+        f"{group}_fired_fraction": float(on.mean(axis=1).mean()) if len(on) else math.nan,
+        f"{group}_kl_when_fired": float(when.mean()) if ever.any() else math.nan,
+        f"n_{group}_fired": int(ever.sum()),
+    }
+
+
 def _sem(values: np.ndarray) -> float:
     if len(values) < 2:
         return math.nan
@@ -398,6 +423,7 @@ __all__ = [
     "MODES",
     "ablation_kl",
     "feature_activations",
+    "kl_when_fired",
     "feature_directions",
     "final_log_probs",
     "kl_divergence",

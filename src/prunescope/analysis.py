@@ -215,6 +215,10 @@ def summarise_quintile_pairs(summaries: pd.DataFrame) -> pd.DataFrame:
             if column in QUINTILES:
                 row[f"{column}_std"] = std
             notes.append(note)
+        if len(group) > 1:
+            # the ratio of the mean survivals, not the mean of per-pair ratios: a pair with
+            # S(Q5) = 0 has no ratio, and leaving it out would bias the mean upwards
+            row["q1_q5_ratio"], notes[len(QUINTILES)] = q1_q5_ratio(row["Q1"], row["Q5"])
         row["n_alive"] = group["n_alive"].mean()
         row["n_per_quintile"] = _mean_counts(group["n_per_quintile"])
         row["n_boot"] = int(group["n_boot"].iloc[0])

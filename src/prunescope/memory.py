@@ -58,6 +58,10 @@ SAE_RESAMPLE_CHUNK = 4096  # sae.RESAMPLE_CHUNK
 RESAMPLE_UNTIL = 0.8  # sae.RESAMPLE_UNTIL
 CACHE_CHUNK_ROWS = 2048  # activations.DEFAULT_CHUNK_ROWS
 MATCH_BLOCK_BYTES = 256 * 2**20  # matching.BLOCK_BYTES
+SURVIVAL_CHUNK_ELEMENTS = 2**24  # survival.CHUNK_ELEMENTS
+SURVIVAL_CROSS_BYTES = 4 * 2**30  # survival.CROSS_BYTES
+SURVIVAL_PRODUCT_BYTES = 256 * 2**20  # survival.PRODUCT_BYTES
+SURVIVAL_CORRELATION_BYTES = 64 * 2**20  # survival.CORRELATION_BYTES
 MATCH_CANDIDATES_PER_FEATURE = 16
 """Pairs above the lowest tau kept per feature of A for the greedy matching: an assumption
 (trained dictionaries hold a few near-duplicates per feature, random ones none)."""
@@ -78,6 +82,8 @@ LM_JOBS = (
     "capture_activations",
     "train_sae",
     "match_dictionaries",
+    "activation_survival",
+    "reverse_survival",
 )
 ALIGN_JOBS = (
     "estimate_align_hessian",
@@ -604,6 +610,137 @@ def match_dictionaries_memory(config: dict, model: str, d_model: int) -> Estimat
     return _peak("match_dictionaries", f"model {model}", [], loading, matching)
 
 
+def _sae_terms(d_sae: int, d_model: int, what: str) -> tuple[Term, Term]:
+    """A loaded SAE (encoder and decoder of d_sae x d_model, biases), and what loading it
+    holds beside the module: the file's tensors and a finiteness mask of the largest."""
+    matrix = d_sae * d_model * FLOAT32
+    held = Term(
+        f"{what} (2 x d_sae {d_sae:,} x d_model {d_model:,})",
+        2 * matrix + d_sae * FLOAT32,
+        ("sae.expansion",),
+    )
+    loading = Term(f"{what}'s file read beside its module", 2 * matrix + matrix // 4)
+    return held, loading
+
+
+def _latent_chunk(config: dict, d_sae: int) -> tuple[int, int, tuple[str, ...]]:
+    """(rows, float32 bytes, keys that shrink it) of one chunk of latents as ``survival``
+    encodes them: ``SURVIVAL_CHUNK_ELEMENTS // d_sae`` rows (64 MiB whatever d_sae), or the
+    whole eval split when it is shorter (``activations.eval_tokens`` bounds its rows)."""
+    full = max(1, SURVIVAL_CHUNK_ELEMENTS // d_sae)
+    rows = min(full, config["activations"]["eval_tokens"])
+    if rows < full:
+        keys: tuple[str, ...] = ("activations.eval_tokens", "sae.expansion")
+    else:
+        keys = ("sae.expansion",) if full == 1 else ()  # else the library's fixed size
+    return rows, rows * d_sae * FLOAT32, keys
+
+
+def activation_survival_memory(config: dict, model: str, d_model: int) -> Estimate:
+    """``survival.activation_survival`` with the matched-noise control, as the script runs it.
+
+    Held throughout: the dense reference SAE. Per chunk of rows (``_latent_chunk``) the
+    dense, pruned and noise latents (float32); ``paired_moments`` of the dense and the
+    noise latents adds float64 centred copies of both and, at its worst, the firing masks
+    of both and their conjunction with the int64 copy its count sums (a float64 product per
+    ``vecdot`` is smaller), the freed masks (bool, under glibc's 32 MB mmap threshold)
+    leaving about 1.5 chunks' worth in the heap (measured). ``matched_noise`` holds two
+    latent chunks while it forms four float64 copies of the rows. Loading the SAE holds
+    its file's tensors beside the module.
+    """
+    expansion = config["sae"]["expansion"]
+    d_sae = expansion * d_model
+    rows, latent, chunk_keys = _latent_chunk(config, d_sae)
+    sae, loading = _sae_terms(d_sae, d_model, "the dense reference SAE")
+    what = f"{rows:,} rows x d_sae {d_sae:,}"
+    comparing = [
+        Term(f"dense, pruned and noise latents of {what} (float32)", 3 * latent, chunk_keys),
+        Term(f"float64 centred copies of two latent chunks of {what}", 4 * latent, chunk_keys),
+        Term(
+            "their firing masks, the masks' int64 counts and what the heap keeps of them",
+            latent * 2 + latent * 3 // 4 + latent * 3 // 2,
+            chunk_keys,
+        ),
+        Term(
+            f"dense, pruned and noise rows of {rows:,} x {d_model:,}", 3 * rows * d_model * FLOAT32
+        ),
+    ]
+    noising = [
+        Term(f"dense and pruned latents of {what} (float32)", 2 * latent, chunk_keys),
+        Term(
+            f"float64 noise and differences of {rows:,} rows x {d_model:,}",
+            rows * d_model * (2 * FLOAT32 + 4 * FLOAT64),
+        ),
+    ]
+    return _peak("activation_survival", f"model {model}", [sae], [loading], comparing, noising)
+
+
+def reverse_survival_memory(config: dict, model: str, d_model: int) -> Estimate:
+    """``survival.best_dense_partners`` as the script runs it: a condition's SAE and the
+    dense reference SAE (both d_sae wide), both loaded.
+
+    The float64 cross-moment accumulator (d_sae, block): block = all d_sae dense features
+    when it fits ``SURVIVAL_CROSS_BYTES``, else as many as do (the rows are then read once
+    per block). On top of it, the worst of: a chunk's two latent matrices with a float64
+    centred copy of one and its float64 product (``feature_moments``) or its firing mask's
+    int64 count; the two latent matrices and their shifted copies with one float32
+    product block (``SURVIVAL_PRODUCT_BYTES``) and the float64 copy the in-place add into
+    the accumulator makes of it on a CPU; four float64 blocks of correlations.
+    """
+    expansion = config["sae"]["expansion"]
+    d_sae = expansion * d_model
+    size_keys = ("sae.expansion",)
+    rows, latent, chunk_keys = _latent_chunk(config, d_sae)
+    block = max(1, min(d_sae, SURVIVAL_CROSS_BYTES // (FLOAT64 * d_sae)))
+    passes = math.ceil(d_sae / block)
+    cross = Term(
+        f"the float64 cross moments of d_sae {d_sae:,} x {block:,}"
+        + (f" ({passes} passes over the rows)" if passes > 1 else ""),
+        d_sae * block * FLOAT64,
+        size_keys,
+    )
+    pruned_sae, _ = _sae_terms(d_sae, d_model, "the condition's SAE")
+    dense_sae, loading = _sae_terms(d_sae, d_model, "the dense reference SAE")
+    what = f"{rows:,} rows x d_sae {d_sae:,}"
+    product_rows = min(d_sae, max(1, SURVIVAL_PRODUCT_BYTES // (FLOAT32 * block)))
+    correlation_rows = min(d_sae, max(1, SURVIVAL_CORRELATION_BYTES // (FLOAT64 * block)))
+    moments = [
+        cross,
+        Term(f"both sides' latents of {what} (float32)", 2 * latent, chunk_keys),
+        Term(
+            "a float64 centred copy of one, its product or its firing mask's int64 count",
+            4 * latent + latent // 4,
+            chunk_keys,
+        ),
+    ]
+    accumulating = [
+        cross,
+        Term(f"both sides' latents of {what} and shifted copies", 4 * latent, chunk_keys),
+        Term(
+            f"a {product_rows:,} x {block:,} float32 product block and its float64 copy",
+            product_rows * block * (FLOAT32 + FLOAT64),
+            size_keys,
+        ),
+    ]
+    correlating = [
+        cross,
+        Term(
+            f"four float64 blocks of {correlation_rows:,} x {block:,} correlations",
+            4 * correlation_rows * block * FLOAT64,
+            size_keys,
+        ),
+    ]
+    return _peak(
+        "reverse_survival",
+        f"model {model}",
+        [pruned_sae, dense_sae],
+        [loading],
+        moments,
+        accumulating,
+        correlating,
+    )
+
+
 # --------------------------------------------------------------------------- Study ALIGN
 
 
@@ -806,6 +943,8 @@ def model_estimates(config: dict, model: str, shape: ModelShape) -> Iterator[Est
     yield capture_activations_memory(config, model, shape)
     yield train_sae_memory(config, model, shape.hidden_size)
     yield match_dictionaries_memory(config, model, shape.hidden_size)
+    yield activation_survival_memory(config, model, shape.hidden_size)
+    yield reverse_survival_memory(config, model, shape.hidden_size)
 
 
 def align_estimates(config: dict) -> Iterator[Estimate]:
@@ -867,6 +1006,10 @@ def job_estimate(
         return train_sae_memory(config, model, shape.hidden_size)
     if rule == "match_dictionaries":
         return match_dictionaries_memory(config, model, shape.hidden_size)
+    if rule == "activation_survival":
+        return activation_survival_memory(config, model, shape.hidden_size)
+    if rule == "reverse_survival":
+        return reverse_survival_memory(config, model, shape.hidden_size)
     raise ValueError(f"no memory estimate for rule {rule!r}; heavy rules are {list(HEAVY_JOBS)}")
 
 

@@ -522,7 +522,8 @@ def best_dense_partners(
     features when 8 d_p d_d bytes fit ``max_bytes``, plus one float32 product block
     (``PRODUCT_BYTES``) and the chunk's latents and their shifted copies (about
     8 batch_rows (d_p + d_d) bytes, plus the encoders' own work). At d_p = d_d = 18,432 that
-    is a 2.5 GiB accumulator and, measured on CPU, 3.5 GiB in all. When the accumulator
+    is a 2.5 GiB accumulator and, measured on CPU with both SAEs loaded, about 4.5 GB in all
+    (``memory.reverse_survival_memory`` itemises it). When the accumulator
     does not fit, the rows are read and encoded once per block of dense features, which
     needs array-like sources.
     """

@@ -149,6 +149,7 @@ rule activation_survival:
     threads: 1
     resources:
         gpu=1,
+        mem_mb=estimated_mem_mb("activation_survival"),
     params:
         capture=capture_settings,
         dense_capture=dense_capture_settings,
@@ -219,6 +220,7 @@ rule reverse_survival:
     threads: 1
     resources:
         gpu=1,
+        mem_mb=estimated_mem_mb("reverse_survival"),
     params:
         taus=config["analysis"]["correlation_taus"],
         capture=capture_settings,
