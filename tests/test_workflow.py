@@ -264,7 +264,17 @@ TABLE_COLUMNS = {
         "feature_spearman_rho",
         "n_alive",
     },
-    "table4": {"side", "robust_kl", "fragile_kl", "delta_pct", "n_robust", "n_prompts"},
+    "table4": {
+        "side",
+        "selection",
+        "robust_kl",
+        "fragile_kl",
+        "delta_pct",
+        "n_robust",
+        "robust_fired_fraction",
+        "fragile_kl_when_fired",
+        "n_prompts",
+    },
     "tableB1": {"condition", "fvu", "alive", "n"},
     "seed_stability": {"condition", "tau", "mnn_mean", "mnn_std", "n_pairs"},
     "survival": {
@@ -291,6 +301,7 @@ TABLE_COLUMNS = {
     "activation_survival": {"condition", "definition", "tau", "n_alive", "n_survived", "survival"},
     "table3_activation": {"condition", "definition", "Q1", "Q5", "spearman_rho", "n_alive"},
     "activation_quintile_survival": {"condition", "definition", "tau", "quintile", "survival"},
+    "new_features": {"condition", "tau", "n_alive", "n_new", "floor_new_fraction"},
 }
 
 
@@ -317,3 +328,7 @@ def test_smoke_run_builds_every_table_and_figure(smoke_run):
             assert (smoke_run / f"results/figures/{name}.{suffix}").stat().st_size > 1000
     survival = pd.read_csv(smoke_run / "results/tables/activation_survival.csv")
     assert survival["survival"].between(0, 1).all() and (survival["n_alive"] > 0).all()
+    assert set(survival["definition"]) == {"activation", "matched_noise"}
+    new = pd.read_csv(smoke_run / "results/tables/new_features.csv")
+    assert set(new["condition"]) == {"dense", "magnitude-0.3", "wanda-0.3"}
+    assert new["new_fraction"].between(0, 1).all()
