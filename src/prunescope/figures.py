@@ -45,9 +45,12 @@ def _palette(methods) -> dict:
     return {m: METHOD_PALETTE.get(m, extra[i % 10]) for i, m in enumerate(sorted(set(methods)))}
 
 
-def _facets(frame: pd.DataFrame):
+def _facets(frame: pd.DataFrame, legend_width: float = 0.0):
+    """One panel per (model, layer); ``legend_width`` inches more per panel for a legend
+    drawn beside it."""
     panels = list(frame.groupby(["model", "layer"], sort=False))
-    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(4.2 * max(len(panels), 1), 3.4))
+    n = max(len(panels), 1)
+    fig, axes = plt.subplots(1, n, figsize=((4.2 + legend_width) * n, 3.4))
     return fig, list(axes if len(panels) > 1 else [axes]), panels
 
 
@@ -136,7 +139,7 @@ def quintile_lines(table3: pd.DataFrame, tau: float, ylabel: str | None = None):
     With a ``definition`` column each definition gets its line style (DEFINITION_LINESTYLES)
     and the dense seed floor, a row of its own, is drawn in black.
     """
-    fig, axes, panels = _facets(table3)
+    fig, axes, panels = _facets(table3, legend_width=2.4)
     pruned = table3[table3["method"] != "dense"]
     palette = _palette(pruned["method"])
     for ax, ((model, layer), panel) in zip(axes, panels, strict=False):
@@ -166,7 +169,8 @@ def quintile_lines(table3: pd.DataFrame, tau: float, ylabel: str | None = None):
             ylabel=ylabel or f"MNN survival at τ={tau:g}",
             xticks=range(1, 6),
         )
-        ax.legend(fontsize=6)
+        # beside the axes: with two definitions per condition a legend inside covers lines
+        ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.tight_layout()
     return fig
 
