@@ -4,7 +4,7 @@ comparison with a random perturbation as large as pruning's (the matched-noise c
 
 from pathlib import Path
 
-from prunescope.activations import check_token_aligned, open_cache
+from prunescope.activations import aligned_eval_splits
 from prunescope.io import write_csv
 from prunescope.models import pick_device
 from prunescope.runlog import rule_logging
@@ -13,20 +13,13 @@ from prunescope.survival import activation_survival
 
 with rule_logging(snakemake.log[0], snakemake.threads, gpus=snakemake.resources.gpu) as log:
     i, p = snakemake.input, snakemake.params
-    # row i of both caches must be the same token, or the correlations mean nothing
-    check_token_aligned(i.dense, i.pruned, split="eval")
-    sae = load_sae(Path(i.sae).parent, pick_device(p.device))
-    with (
-        open_cache(i.dense, capture_settings=p.dense_capture) as dense,
-        open_cache(i.pruned, capture_settings=p.capture) as pruned,
+    with aligned_eval_splits(i.dense, i.pruned, p.dense_capture, p.capture) as (
+        dense,
+        pruned,
+        names,
     ):
-        table = activation_survival(
-            dense["eval"],
-            pruned["eval"],
-            sae,
-            control_seed=p.noise_seed,
-            sources=(f"the eval split of {i.dense}", f"the eval split of {i.pruned}"),
-        )
+        sae = load_sae(Path(i.sae).parent, pick_device(p.device))
+        table = activation_survival(dense, pruned, sae, control_seed=p.noise_seed, sources=names)
     write_csv(snakemake.output[0], table)
     alive = table["dense_rate"] > 0
     log.info(

@@ -19,6 +19,7 @@ from prunescope.activations import (
     ChunkWriter,
     RunningMoments,
     StaleCacheError,
+    aligned_eval_splits,
     all_finite,
     capture_activations,
     check_all_token_aligned,
@@ -435,6 +436,18 @@ def test_caches_of_other_tokens_are_refused_naming_both(tmp_path, splits, case):
         check_token_aligned(dense, pruned)
     with pytest.raises(UserInputError, match=message):
         check_all_token_aligned([dense, dense, pruned])
+    with pytest.raises(UserInputError, match=message), aligned_eval_splits(dense, pruned):
+        pytest.fail("misaligned caches were opened")
+
+
+def test_aligned_eval_splits_open_both_eval_splits_with_their_names(tmp_path, splits):
+    model = build("llama")
+    dense, pruned = tmp_path / "dense" / "L1.h5", tmp_path / "wanda-0.4" / "L1.h5"
+    for path in (dense, pruned):
+        capture_activations(model, 1, splits, path, provenance=PROVENANCE, skip_positions=1)
+    with aligned_eval_splits(dense, pruned) as (a, b, names):
+        np.testing.assert_array_equal(a[:], b[:])
+        assert names == (f"the eval split of {dense}", f"the eval split of {pruned}")
 
 
 def test_a_cache_without_token_digests_is_refused_by_name_but_still_readable(tmp_path, splits):

@@ -428,6 +428,29 @@ def check_token_aligned(
     return check_all_token_aligned([path_a, path_b], split)
 
 
+@contextlib.contextmanager
+def aligned_eval_splits(
+    dense_path: str | os.PathLike,
+    other_path: str | os.PathLike,
+    dense_capture: dict | None = None,
+    other_capture: dict | None = None,
+):
+    """The eval splits of a dense and another cache of the same tokens, open read-only,
+    with a name for each to use in errors: ``(dense_rows, other_rows, (name, name))``.
+
+    Row i of both must be the same token, or any row-by-row comparison means nothing, so
+    caches that are not token-aligned are refused first (``check_token_aligned``); each is
+    checked against its capture settings as ``open_cache`` does.
+    """
+    check_token_aligned(dense_path, other_path, split="eval")
+    with (
+        open_cache(dense_path, capture_settings=dense_capture) as dense,
+        open_cache(other_path, capture_settings=other_capture) as other,
+    ):
+        names = (f"the eval split of {dense_path}", f"the eval split of {other_path}")
+        yield dense["eval"], other["eval"], names
+
+
 def check_all_token_aligned(paths: list[str | os.PathLike], split: str = "eval") -> str:
     """Refuse, with a ``UserInputError`` naming two files, caches (e.g. one model's dense
     and pruned conditions at one layer) whose ``split`` rows are not the same tokens in the

@@ -298,6 +298,13 @@ def paired_chunks(
         start += size
 
 
+def row_pairs(first, second, batch_rows: int, names: tuple[str, str]):
+    """``paired_chunks`` over two row sources (array-likes or iterators of chunks)."""
+    return paired_chunks(
+        iter_row_chunks(first, batch_rows), iter_row_chunks(second, batch_rows), batch_rows, names
+    )
+
+
 def _row_mismatch(names: tuple[str, str], n_first: int, n_second: int) -> UserInputError:
     return UserInputError(
         f"{names[0]} has {n_first} rows but {names[1]} has {n_second}: survival compares "
@@ -365,12 +372,7 @@ def activation_survival(
         profile = perturbation_profile(dense_rows, pruned_rows, batch_rows, sources)
         generator = torch.Generator().manual_seed(int(control_seed))
     total = None
-    chunks = paired_chunks(
-        iter_row_chunks(dense_rows, batch_rows),
-        iter_row_chunks(pruned_rows, batch_rows),
-        batch_rows,
-        sources,
-    )
+    chunks = row_pairs(dense_rows, pruned_rows, batch_rows, sources)
     for start, dense, pruned in chunks:
         a = encode_rows(encoder, dense, start, sources[0])
         b = encode_rows(encoder, pruned, start, sources[1])
@@ -400,12 +402,7 @@ def perturbation_profile(
             "HDF5 datasets), not iterators"
         )
     total, n = None, 0
-    chunks = paired_chunks(
-        iter_row_chunks(dense_rows, batch_rows),
-        iter_row_chunks(pruned_rows, batch_rows),
-        batch_rows,
-        sources,
-    )
+    chunks = row_pairs(dense_rows, pruned_rows, batch_rows, sources)
     for _, dense, pruned in chunks:
         part = (pruned.double() - dense.double()).square().sum(0)
         total = part if total is None else total + part
@@ -544,12 +541,7 @@ def best_dense_partners(
     shifts = None
     for lo in range(0, d_d, block):
         columns = slice(lo, min(lo + block, d_d))
-        chunks = paired_chunks(
-            iter_row_chunks(pruned_rows, batch_rows),
-            iter_row_chunks(dense_rows, batch_rows),
-            batch_rows,
-            sources,
-        )
+        chunks = row_pairs(pruned_rows, dense_rows, batch_rows, sources)
         encoded = (
             (encode_rows(enc_p, p, start, sources[0]), encode_rows(enc_d, d, start, sources[1]))
             for start, p, d in chunks
@@ -697,6 +689,7 @@ __all__ = [
     "perturbation_profile",
     "row_best",
     "row_count",
+    "row_pairs",
     "survival_by_dense_quintile",
     "survival_fractions",
     "survival_table",
