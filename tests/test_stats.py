@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
+from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -393,3 +395,24 @@ def test_logit_rejects_bad_frames():
     df.loc[0, "firing_rate"] = 0.0
     with pytest.raises(ValueError, match="firing_rate"):
         fit_survival_logit(df, tau=0.7)
+
+
+def test_a_fit_summary_carries_no_date_or_time_so_reruns_write_the_same_file():
+    from prunescope.stats import timeless_summary
+
+    text = (
+        "Date:                Mon, 30 Nov 2026   Pseudo R-squ.:               0.3021\n"
+        "Time:                        07:22:28   Log-Likelihood:              -63.565\n"
+    )
+    got = timeless_summary(text)
+    assert "2026" not in got and "07:22:28" not in got
+    assert "Pseudo R-squ.:               0.3021" in got and "-63.565" in got
+    assert [len(line) for line in got.splitlines()] == [len(line) for line in text.splitlines()]
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {"firing_rate": rng.uniform(0.001, 0.5, 300), "sparsity": rng.choice([0.2, 0.4], 300)}
+    )
+    frame["survived"] = rng.uniform(size=300) < frame["firing_rate"] * 2
+    summary = fit_survival_logit(frame, 0.7)["summary"]
+    assert "Logit Regression Results" in summary
+    assert not re.search(r"\d\d:\d\d:\d\d", summary) and str(date.today().year) not in summary

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import warnings
 
 import numpy as np
@@ -352,9 +353,19 @@ def fit_survival_logit(df: pd.DataFrame, tau: float) -> dict:
         "auc": float(roc_auc_score(outcome, probability)),
         "accuracy": float(np.mean((probability > 0.5) == outcome)),
         "converged": converged,
-        "summary": result.summary().as_text(),
+        "summary": timeless_summary(result.summary().as_text()),
         "note": "; ".join(notes),
     }
+
+
+def timeless_summary(text: str) -> str:
+    """A statsmodels summary without the date and time it was printed at, blanked to the
+    same width so the columns stay aligned: the same data give the same file."""
+
+    def blank(match: re.Match) -> str:
+        return match.group(1) + " " * len(match.group(2)) + match.group(3)
+
+    return re.sub(r"^((?:Date|Time):\s+)(\S.*?)(\s{3,}\S)", blank, text, flags=re.M)
 
 
 def q1_q5_ratio(s_q1: float, s_q5: float) -> tuple[float, str]:
