@@ -47,5 +47,6 @@ rule all:
     input:
         "results/config.yaml",
         data_stage_targets(config),
+        saelens_exports(config),
         analysis_targets(config),
         align_targets(config),

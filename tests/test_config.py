@@ -30,6 +30,8 @@ from prunescope.plan import (
     parse_condition,
     parse_method,
     pruning_options,
+    saelens_export_settings,
+    saelens_exports,
     upstream_of,
 )
 
@@ -518,3 +520,16 @@ def test_the_independent_seed_is_the_first_seed_that_is_not_the_reference():
     assert independent_seed(config) == 1
     config["analysis"]["reference_seed"] = 1
     assert independent_seed(config) == 3
+
+
+def test_every_sae_gets_an_saelens_copy_named_for_transformer_lens():
+    config = validated(load())
+    exports = saelens_exports(config)
+    assert len(exports) == 7 * 3 and "results/sae/tiny/wanda-0.4/L2/seed1/saelens" in exports
+    assert saelens_export_settings(config, "tiny", "2") == {
+        "hook_name": "blocks.2.hook_resid_post",
+        "model_name": "tiny",
+    }
+    paper = validated(load("configs/paper.yaml"))
+    got = saelens_export_settings(paper, "gemma2_2b", 12)
+    assert got == {"hook_name": "blocks.12.hook_resid_post", "model_name": "google/gemma-2-2b"}

@@ -308,6 +308,11 @@ TABLE_COLUMNS = {
 @pytest.mark.slow
 def test_smoke_run_builds_every_table_and_figure(smoke_run):
     import pandas as pd
+    import torch
+
+    from prunescope.pretrained import detect_format, load_pretrained_sae
+    from prunescope.sae import load_sae
+    from prunescope.survival import as_latent_encoder
 
     for name, columns in TABLE_COLUMNS.items():
         table = pd.read_csv(smoke_run / f"results/tables/{name}.csv")
@@ -329,6 +334,12 @@ def test_smoke_run_builds_every_table_and_figure(smoke_run):
     survival = pd.read_csv(smoke_run / "results/tables/activation_survival.csv")
     assert survival["survival"].between(0, 1).all() and (survival["n_alive"] > 0).all()
     assert set(survival["definition"]) == {"activation", "matched_noise"}
+    for cfg in (smoke_run / "results/sae").glob("*/*/L*/seed*/cfg.json"):
+        exported = cfg.parent / "saelens"
+        assert detect_format(exported) == "saelens", exported
+        x = torch.randn(64, load_sae(cfg.parent).d_model) * 3
+        ours = as_latent_encoder(load_sae(cfg.parent)).encode(x)
+        torch.testing.assert_close(load_pretrained_sae(exported).encode(x), ours, atol=1e-4, rtol=0)
     new = pd.read_csv(smoke_run / "results/tables/new_features.csv")
     assert set(new["condition"]) == {"dense", "magnitude-0.3", "wanda-0.3"}
     assert new["new_fraction"].between(0, 1).all()

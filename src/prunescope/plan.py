@@ -191,6 +191,28 @@ def sae_dir(model: str, cond: str, layer: int, seed: int) -> str:
     return f"results/sae/{model}/{cond}/L{layer}/seed{seed}"
 
 
+def saelens_export_settings(config: dict, model: str, layer: int | str) -> dict:
+    """What SAELens needs to place an exported SAE: the TransformerLens name of the
+    residual stream after decoder block ``layer`` and the model's name (its hub id, or the
+    name of a model trained here)."""
+    spec = config["models"][model]
+    return {
+        "hook_name": f"blocks.{int(layer)}.hook_resid_post",
+        "model_name": spec.get("name") if spec["source"] == "hf" else model,
+    }
+
+
+def saelens_exports(config: dict) -> list[str]:
+    """The SAELens copy of every SAE of the grid."""
+    return [
+        f"{sae_dir(model, cond, layer, seed)}/saelens"
+        for model, spec in config["models"].items()
+        for cond in conditions(config, model)
+        for layer in spec["layers"]
+        for seed in config["sae"]["seeds"]
+    ]
+
+
 def data_stage_targets(config: dict) -> list[str]:
     """Perplexity of every condition and every SAE seed of every cached layer."""
     targets = []

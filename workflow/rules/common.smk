@@ -30,6 +30,8 @@ from prunescope.plan import (
     pruned_conditions,
     pruning_options,
     reverse_survival_path,
+    saelens_export_settings,
+    saelens_exports,
     sae_dir,
     stability_matches,
     survival_matches,

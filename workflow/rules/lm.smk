@@ -187,3 +187,19 @@ rule train_sae:
         device=config["device"],
     script:
         "../../scripts/train_sae.py"
+
+
+rule export_saelens:
+    input:
+        weights="results/sae/{model}/{cond}/L{layer}/seed{seed}/sae.safetensors",
+        cfg="results/sae/{model}/{cond}/L{layer}/seed{seed}/cfg.json",
+    output:
+        directory("results/sae/{model}/{cond}/L{layer}/seed{seed}/saelens"),
+    log:
+        "results/logs/export_saelens/{model}/{cond}/L{layer}/seed{seed}.log",
+    conda:
+        "../../envs/prunescope.yaml"
+    params:
+        export=lambda wc: saelens_export_settings(config, wc.model, wc.layer),
+    script:
+        "../../scripts/export_saelens.py"
