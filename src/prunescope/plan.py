@@ -490,12 +490,6 @@ def independent_seed(config: dict) -> int:
     return next(s for s in config["sae"]["seeds"] if s != ref)
 
 
-def new_feature_inputs(config: dict, model: str, layer: int) -> list[str]:
-    """The reverse view of every condition (dense = the floor) at the independent seed."""
-    seed = independent_seed(config)
-    return [reverse_survival_path(model, layer, c, seed) for c in conditions(config, model)]
-
-
 def ablation_ranking(config: dict, model: str, layer: int, cond: str, side: str) -> str:
     """The file that ranks the features RQ5 ablates (``analysis.ablation.selection``):
     the reference-seed match, or the activation-level survival of that side's SAE."""
