@@ -525,7 +525,7 @@ def test_the_independent_seed_is_the_first_seed_that_is_not_the_reference():
 def test_every_sae_gets_an_saelens_copy_named_for_transformer_lens():
     config = validated(load())
     exports = saelens_exports(config)
-    assert len(exports) == 7 * 3 and "results/sae/tiny/wanda-0.4/L2/seed1/saelens" in exports
+    assert len(exports) == 7 * 3 and "results/saelens/tiny/wanda-0.4/L2/seed1" in exports
     assert saelens_export_settings(config, "tiny", "2") == {
         "hook_name": "blocks.2.hook_resid_post",
         "model_name": "tiny",

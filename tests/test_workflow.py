@@ -335,7 +335,7 @@ def test_smoke_run_builds_every_table_and_figure(smoke_run):
     assert survival["survival"].between(0, 1).all() and (survival["n_alive"] > 0).all()
     assert set(survival["definition"]) == {"activation", "matched_noise"}
     for cfg in (smoke_run / "results/sae").glob("*/*/L*/seed*/cfg.json"):
-        exported = cfg.parent / "saelens"
+        exported = smoke_run / "results/saelens" / cfg.parent.relative_to(smoke_run / "results/sae")
         assert detect_format(exported) == "saelens", exported
         x = torch.randn(64, load_sae(cfg.parent).d_model) * 3
         ours = as_latent_encoder(load_sae(cfg.parent)).encode(x)

@@ -191,6 +191,10 @@ def sae_dir(model: str, cond: str, layer: int, seed: int) -> str:
     return f"results/sae/{model}/{cond}/L{layer}/seed{seed}"
 
 
+def saelens_dir(model: str, cond: str, layer: int, seed: int) -> str:
+    return f"results/saelens/{model}/{cond}/L{layer}/seed{seed}"
+
+
 def saelens_export_settings(config: dict, model: str, layer: int | str) -> dict:
     """What SAELens needs to place an exported SAE: the TransformerLens name of the
     residual stream after decoder block ``layer`` and the model's name (its hub id, or the
@@ -203,9 +207,10 @@ def saelens_export_settings(config: dict, model: str, layer: int | str) -> dict:
 
 
 def saelens_exports(config: dict) -> list[str]:
-    """The SAELens copy of every SAE of the grid."""
+    """The SAELens copy of every SAE of the grid, beside (not inside) its SAE folder, which
+    training must find holding nothing but its own files."""
     return [
-        f"{sae_dir(model, cond, layer, seed)}/saelens"
+        saelens_dir(model, cond, layer, seed)
         for model, spec in config["models"].items()
         for cond in conditions(config, model)
         for layer in spec["layers"]

@@ -194,7 +194,7 @@ rule export_saelens:
         weights="results/sae/{model}/{cond}/L{layer}/seed{seed}/sae.safetensors",
         cfg="results/sae/{model}/{cond}/L{layer}/seed{seed}/cfg.json",
     output:
-        directory("results/sae/{model}/{cond}/L{layer}/seed{seed}/saelens"),
+        directory("results/saelens/{model}/{cond}/L{layer}/seed{seed}"),
     log:
         "results/logs/export_saelens/{model}/{cond}/L{layer}/seed{seed}.log",
     conda:
