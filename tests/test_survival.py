@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
+from prunescope.analysis import activation_quintile_rows
 from prunescope.errors import UserInputError
 from prunescope.sae import TopKSAE, evaluate_sae
+from prunescope.stats import firing_rate_quintiles
 from prunescope.survival import (
     LatentEncoder,
     ReverseMatch,
@@ -20,7 +22,6 @@ from prunescope.survival import (
     as_latent_encoder,
     best_dense_partners,
     cross_correlation,
-    dense_rate_quintiles,
     feature_moments,
     jaccard,
     matched_noise,
@@ -32,7 +33,6 @@ from prunescope.survival import (
     pearson,
     perturbation_profile,
     row_best,
-    survival_by_dense_quintile,
     survival_fractions,
     survival_table,
 )
@@ -501,7 +501,7 @@ def test_survival_fractions_count_alive_dense_features():
     assert survival_fractions(nobody, taus=(0.5,))["survival"].isna().all()
 
 
-def test_survival_by_dense_quintile_against_a_hand_split():
+def test_activation_survival_by_dense_quintile_against_a_hand_split():
     rng = np.random.default_rng(0)
     rate = rng.choice([0.0, 0.01, 0.02, 0.05, 0.3], size=37)
     table = pd.DataFrame({"dense_rate": rate, "correlation": rng.uniform(-0.2, 1, size=37)})
@@ -511,8 +511,8 @@ def test_survival_by_dense_quintile_against_a_hand_split():
     labels = np.full(37, -1)
     for position, (_, j) in enumerate(alive):
         labels[j] = position * 5 // n + 1
-    np.testing.assert_array_equal(dense_rate_quintiles(table), labels)
-    per_q = survival_by_dense_quintile(table, tau=0.5)
+    np.testing.assert_array_equal(firing_rate_quintiles(table["dense_rate"].to_numpy()), labels)
+    per_q, _ = activation_quintile_rows(table, tau=0.5, n_boot=10, seed=0)
     for q in range(1, 6):
         members = labels == q
         row = per_q[per_q["quintile"] == q].iloc[0]

@@ -651,13 +651,12 @@ def match_rate_records(paths: Iterable[str], side: str) -> list[dict]:
 
 
 def reference_firing_rates(metrics_paths: Iterable[str]) -> dict[tuple[str, int], np.ndarray]:
-    """Per-feature eval firing rates of the dense reference SAEs, by (model, layer)."""
-    firing = {}
-    for path in metrics_paths:
-        provenance = read_json(Path(path).with_name("cfg.json"))["provenance"]
-        key = (provenance["model"], int(provenance["layer"]))
-        firing[key] = np.asarray(read_json(path)["firing_rate"], dtype=float)
-    return firing
+    """Per-feature eval firing rates of the dense reference SAEs (one seed per model and
+    layer), by (model, layer)."""
+    return {
+        (model, layer): rate
+        for (model, layer, _), rate in dense_firing_rates(metrics_paths).items()
+    }
 
 
 def dense_firing_rates(metrics_paths: Iterable[str]) -> dict[tuple[str, int, int], np.ndarray]:

@@ -29,7 +29,6 @@ from prunescope.artifacts import nan_or_inf
 from prunescope.errors import UserInputError
 from prunescope.matching import PAPER_TAUS, check_taus, full_float32_matmul
 from prunescope.sae import TopKSAE
-from prunescope.stats import firing_rate_quintiles, survival_by_quintile
 
 CHUNK_ELEMENTS = 2**24
 """Rows x features of one encoded chunk: 128 MiB per float64 copy, whatever d_sae."""
@@ -646,19 +645,6 @@ def new_feature_table(
     return out[keys + [c for c in out.columns if c not in keys]]
 
 
-def dense_rate_quintiles(table: pd.DataFrame) -> np.ndarray:
-    """Firing-rate quintile 1..5 of each alive dense feature (-1 if dead), exactly as the
-    decoder-matching Table 3 assigns them (``stats.firing_rate_quintiles``)."""
-    return firing_rate_quintiles(table["dense_rate"].to_numpy())
-
-
-def survival_by_dense_quintile(table: pd.DataFrame, tau: float) -> pd.DataFrame:
-    """Activation-level survival at ``tau`` per dense firing-rate quintile (Table 3 layout)."""
-    survived = table["correlation"].to_numpy() >= tau
-    rate = table["dense_rate"].to_numpy()
-    return survival_by_quintile(dense_rate_quintiles(table), survived, rate)
-
-
 __all__ = [
     "LatentEncoder",
     "Moments",
@@ -672,7 +658,6 @@ __all__ = [
     "cross_correlation",
     "default_batch_rows",
     "dense_block_size",
-    "dense_rate_quintiles",
     "encode_rows",
     "feature_moments",
     "firing_rate",
@@ -690,7 +675,6 @@ __all__ = [
     "row_best",
     "row_count",
     "row_pairs",
-    "survival_by_dense_quintile",
     "survival_fractions",
     "survival_table",
 ]
