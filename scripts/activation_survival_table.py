@@ -10,8 +10,8 @@ from prunescope.runlog import rule_logging
 with rule_logging(snakemake.log[0]) as log:
     p = snakemake.params
     per_feature = {
-        (model, int(layer), cond): pd.read_csv(path)
-        for (model, layer, cond), path in zip(p.conditions, snakemake.input, strict=True)
+        (model, int(layer), cond, sae): pd.read_csv(path)
+        for (model, layer, cond, sae), path in zip(p.conditions, snakemake.input, strict=True)
     }
     survival, table3, quintiles = activation_survival_tables(
         per_feature, p.taus, p.primary_tau, n_boot=p.bootstrap, seed=p.seed

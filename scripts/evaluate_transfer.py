@@ -22,10 +22,14 @@ with rule_logging(snakemake.log[0], snakemake.threads, gpus=snakemake.resources.
         "model": w.model,
         "layer": int(w.layer),
         "condition": w.cond,
+        "sae": snakemake.params.label,
+        "sae_kind": "trained",
+        "sae_format": "prunescope",
         "fvu": metrics["fvu"],
         "fvu_normalised": metrics["fvu_normalised"],
         "l0": metrics["l0"],
         "alive": metrics["alive"],
+        "d_sae": metrics["d_sae"],
         "n_eval_tokens": metrics["n_eval_tokens"],
     }
     log.info("%s", result)

@@ -177,7 +177,7 @@ def test_activation_survival_tables_count_what_a_direct_computation_counts():
     table = _per_feature(correlation, dense_rate, pruned_rate)
     taus = [0.5, 0.7]
     survival, table3, quintiles = activation_survival_tables(
-        {("tiny", 2, "wanda-0.4"): table}, taus, 0.7, n_boot=50, seed=0
+        {("tiny", 2, "wanda-0.4", "trained here"): table}, taus, 0.7, n_boot=50, seed=0
     )
     alive = dense_rate > 0
     for tau in taus:
@@ -193,10 +193,11 @@ def test_activation_survival_tables_count_what_a_direct_computation_counts():
         members = (rank // 20) == q - 1
         expected = np.mean(np.nan_to_num(correlation[:100][members], nan=-1) >= 0.7)
         assert by_q[q] == pytest.approx(expected) and table3[f"Q{q}"][0] == pytest.approx(expected)
-    keys = ["model", "layer", "condition", "method", "sparsity", "definition"]
+    keys = ["model", "layer", "sae", "condition", "method", "sparsity", "definition"]
     for frame in (survival, table3, quintiles):
         assert (frame["definition"] == "activation").all()
-        assert frame.columns[:6].tolist() == keys
+        assert (frame["sae"] == "trained here").all()
+        assert frame.columns[:7].tolist() == keys
 
 
 def test_noise_control_rows_sit_beside_the_activation_rows():
@@ -207,7 +208,7 @@ def test_noise_control_rows_sit_beside_the_activation_rows():
     table["control_rate"] = dense_rate / 2
     table["control_correlation"] = control
     survival, table3, quintiles = activation_survival_tables(
-        {("tiny", 2, "magnitude-0.6"): table}, [0.5], 0.5, n_boot=20, seed=0
+        {("tiny", 2, "magnitude-0.6", "trained here"): table}, [0.5], 0.5, n_boot=20, seed=0
     )
     assert survival["definition"].tolist() == ["activation", "matched_noise"]
     noise = survival.set_index("definition").loc["matched_noise"]
@@ -217,7 +218,7 @@ def test_noise_control_rows_sit_beside_the_activation_rows():
     # the control's own rows equal the activation rows of a table holding only the control
     alone = _per_feature(control, dense_rate, dense_rate / 2)
     _, direct, _ = activation_survival_tables(
-        {("tiny", 2, "magnitude-0.6"): alone}, [0.5], 0.5, n_boot=20, seed=0
+        {("tiny", 2, "magnitude-0.6", "trained here"): alone}, [0.5], 0.5, n_boot=20, seed=0
     )
     got = table3[table3["definition"] == "matched_noise"].drop(columns="definition")
     pd.testing.assert_frame_equal(
@@ -523,3 +524,22 @@ def test_survival_matches_every_seed_pair_and_the_removed_key_says_why():
         r"reports every dense x pruned seed pair",
     ):
         check_removed_keys(config)
+
+
+def test_each_dictionary_gets_its_own_rows_under_its_label():
+    """A pretrained SAE's features sit beside the trained SAE's, each summarised alone."""
+    rng = np.random.default_rng(3)
+    trained = _per_feature(rng.uniform(0, 1, 40), np.linspace(0.01, 1.0, 40))
+    pretrained = _per_feature(rng.uniform(0, 1, 60), np.linspace(0.02, 0.9, 60))
+    both = {
+        ("tiny", 2, "wanda-0.4", "trained here"): trained,
+        ("tiny", 2, "wanda-0.4", "gemma-scope/layer_2"): pretrained,
+    }
+    survival, table3, quintiles = activation_survival_tables(both, [0.5], 0.5, n_boot=20, seed=0)
+    assert table3["sae"].tolist() == ["trained here", "gemma-scope/layer_2"]
+    assert table3["n_alive"].tolist() == [40, 60]
+    _, alone, _ = activation_survival_tables(
+        {("tiny", 2, "wanda-0.4", "gemma-scope/layer_2"): pretrained}, [0.5], 0.5, n_boot=20, seed=0
+    )
+    pd.testing.assert_frame_equal(table3.iloc[[1]].reset_index(drop=True), alone)
+    assert set(quintiles["sae"]) == set(survival["sae"]) == {"trained here", "gemma-scope/layer_2"}

@@ -29,9 +29,15 @@ from prunescope.plan import (
     model_shape,
     parse_condition,
     parse_method,
+    pretrained_label,
+    pretrained_layers,
+    pretrained_sae_input,
+    pretrained_saes,
+    pretrained_source,
     pruning_options,
     saelens_export_settings,
     saelens_exports,
+    trained_sae_label,
     upstream_of,
 )
 
@@ -533,3 +539,186 @@ def test_every_sae_gets_an_saelens_copy_named_for_transformer_lens():
     paper = validated(load("configs/paper.yaml"))
     got = saelens_export_settings(paper, "gemma2_2b", 12)
     assert got == {"hook_name": "blocks.12.hook_resid_post", "model_name": "google/gemma-2-2b"}
+
+
+# --- SAEs trained elsewhere (models.<m>.pretrained_saes) ----------------------------------
+
+GEMMA = "google/gemma-scope-2b-pt-res"
+
+
+def _with_pretrained(saes: dict, layers=(1, 2, 3)) -> dict:
+    """The default config with these pretrained SAEs for models.tiny, cached at ``layers``."""
+    config = validated(load())
+    config["models"]["tiny"]["layers"] = list(layers)
+    config["models"]["tiny"]["pretrained_saes"] = saes
+    return config
+
+
+@pytest.fixture
+def sae_folder(tmp_path, monkeypatch) -> str:
+    """A local SAE folder, relative to the working directory (the workflow's)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "saes/gs").mkdir(parents=True)
+    return "saes/gs"
+
+
+def test_each_form_of_pretrained_sae_is_read_the_same_way(sae_folder):
+    saes = {
+        1: sae_folder,
+        2: {"path": sae_folder, "label": "Gemma Scope 16k"},
+        3: {"repo": GEMMA, "path": "/layer_3/width_16k/average_l0_71/"},
+    }
+    config = _with_pretrained(saes)
+    validate(copy.deepcopy(config), SCHEMA)
+    check_config(config)
+    assert pretrained_saes(config, "tiny") == {
+        1: {"source": sae_folder, "label": sae_folder},
+        2: {"source": sae_folder, "label": "Gemma Scope 16k"},
+        3: {
+            "source": {"repo": GEMMA, "path": "/layer_3/width_16k/average_l0_71/"},
+            "label": f"{GEMMA}/layer_3/width_16k/average_l0_71",
+        },
+    }
+    assert pretrained_layers(config) == [("tiny", 1), ("tiny", 2), ("tiny", 3)]
+    # the import job waits for a local SAE (a rule may write it); a hub one is a parameter
+    assert pretrained_sae_input(config, "tiny", "1") == [sae_folder]
+    assert pretrained_sae_input(config, "tiny", 2) == [sae_folder]
+    assert pretrained_sae_input(config, "tiny", "3") == []
+
+
+@pytest.mark.parametrize(
+    ("entry", "source", "label"),
+    [
+        ("a/b", "a/b", "a/b"),
+        ({"path": "a/b"}, "a/b", "a/b"),
+        ({"path": "a/b", "label": "mine"}, "a/b", "mine"),
+        (
+            {"repo": GEMMA, "path": "layer_3/w"},
+            {"repo": GEMMA, "path": "layer_3/w"},
+            f"{GEMMA}/layer_3/w",
+        ),
+        (
+            {"repo": GEMMA, "path": "layer_3/w/params.npz", "revision": "v2"},
+            {"repo": GEMMA, "path": "layer_3/w/params.npz", "revision": "v2"},
+            f"{GEMMA}@v2/layer_3/w/params.npz",
+        ),
+        (
+            {"repo": GEMMA, "path": "layer_3/w", "revision": "v2", "label": "GS"},
+            {"repo": GEMMA, "path": "layer_3/w", "revision": "v2"},
+            "GS",
+        ),
+    ],
+)
+def test_pretrained_source_and_default_label(entry, source, label):
+    assert pretrained_source(entry) == source
+    assert pretrained_label(entry) == label
+
+
+def test_the_presets_pretrained_sae_is_the_saelens_export_a_rule_writes():
+    config = validated(load())
+    assert (
+        trained_sae_label(config)
+        == f"trained here: dense seed {config['analysis']['reference_seed']}"
+    )
+    entry = pretrained_saes(config, "tiny")
+    assert entry == {
+        2: {
+            "source": "results/saelens/tiny/dense/L2/seed1",
+            "label": "SAELens export of dense seed 1",
+        }
+    }
+    assert pretrained_sae_input(config, "tiny", "2") == ["results/saelens/tiny/dense/L2/seed1"]
+    assert "results/saelens/tiny/dense/L2/seed1" in saelens_exports(config)
+
+
+KEY = "models.tiny.pretrained_saes"
+
+
+@pytest.mark.parametrize(
+    ("saes", "message"),
+    [
+        ({3: "saes/gs"}, f"{KEY} has layer 3, which is not in models.tiny.layers [2]: "),
+        ({"L2": "saes/gs"}, f"{KEY} has layer 'L2', which is not in models.tiny.layers [2]"),
+        ({2: "saes/missing"}, f"{KEY}.2: SAE path 'saes/missing' does not exist (for a hub SAE"),
+        ({2: {"path": "saes/missing", "label": "x"}}, f"{KEY}.2: SAE path 'saes/missing' does"),
+        (
+            {2: "results/pretrained_sae/tiny/L2"},
+            f"{KEY}.2: SAE path 'results/pretrained_sae/tiny/L2' is inside results/pretrained_sae/",
+        ),
+        (
+            {2: "results/pretrained_sae/other/L2/x"},
+            f"{KEY}.2: SAE path 'results/pretrained_sae/other/L2/x' is inside "
+            "results/pretrained_sae/",
+        ),
+        ({2: {"path": "saes/gs", "revision": "v1"}}, f"{KEY}.2.revision is set without a repo"),
+        (
+            {2: {"path": "saes/gs", "label": "trained here: dense seed 0"}},
+            f"{KEY}.2 is labelled 'trained here: dense seed 0', the name the tables give the SAE",
+        ),
+    ],
+)
+def test_a_pretrained_sae_that_cannot_be_read_is_refused_naming_its_key(sae_folder, saes, message):
+    config = _with_pretrained(saes, layers=[2])
+    assert trained_sae_label(config) == "trained here: dense seed 0"
+    with pytest.raises(UserInputError, match=f"^{re.escape(message)}"):
+        check_config(config)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "results/saelens/tiny/dense/L2/seed1",  # not there yet: the SAELens export rule writes it
+        "./results/saelens/tiny/dense/L2/seed1",
+        {"path": "results/sae/tiny/dense/L2/seed1", "label": "ours, another seed"},
+        {"repo": GEMMA, "path": "layer_2/width_16k/average_l0_71", "revision": "main"},
+        {"repo": "someone/not-downloaded", "path": ""},
+    ],
+)
+def test_what_a_rule_writes_or_the_hub_holds_is_accepted_before_it_exists(sae_folder, entry):
+    check_config(_with_pretrained({2: entry}, layers=[2]))
+
+
+@pytest.mark.parametrize(
+    "entry",
+    ["", {"label": "no path"}, {"path": "a", "subfolder": "b"}, {"repo": "", "path": "a"}],
+)
+def test_the_schema_refuses_a_malformed_pretrained_sae(entry):
+    config = _set(load(), "models.tiny.pretrained_saes", {2: entry})
+    message = f"{entry!r} is not valid under any of the given schemas"
+    with pytest.raises(WorkflowError, match=re.escape(message)):
+        validate(config, SCHEMA)
+    config["models"]["tiny"]["pretrained_saes"] = {2: {"path": "a", "label": "fine"}}
+    validate(config, SCHEMA)
+
+
+def test_the_workflow_refuses_a_missing_pretrained_sae_before_any_job(tmp_path):
+    from conftest import run_snakemake
+
+    config = load()
+    config["models"]["tiny"]["pretrained_saes"] = {2: "saes/missing"}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    out = run_snakemake("-n", "--configfile", str(bad), "--directory", str(tmp_path), check=False)
+    assert (
+        "models.tiny.pretrained_saes.2: SAE path 'saes/missing' does not exist (for a hub SAE "
+        "write {repo: <owner/name>, path: <folder or weights file>})"
+    ) in out, out[-2000:]
+    assert not (tmp_path / "results").exists()
+
+
+def test_the_imported_copy_is_refused_even_once_it_exists(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "results/pretrained_sae/tiny/L2").mkdir(parents=True)
+    config = _with_pretrained({2: "results/pretrained_sae/tiny/L2"}, layers=[2])
+    with pytest.raises(UserInputError, match=r"is inside results/pretrained_sae/"):
+        check_config(config)
+
+
+def test_one_label_may_serve_several_layers_and_an_empty_hub_path_names_the_repo():
+    from prunescope.plan import pretrained_label
+
+    entry = {"repo": "google/gemma-scope-2b-pt-res", "path": "", "label": "Gemma Scope 16k"}
+    config = _with_pretrained({2: entry, 3: entry}, layers=[2, 3])
+    check_config(config)
+    assert pretrained_label({"repo": "google/x", "path": "/"}) == "google/x"
+    assert pretrained_label({"repo": "google/x", "path": "", "revision": "v1"}) == "google/x@v1"

@@ -125,3 +125,40 @@ def test_quintile_figures_tell_definitions_and_the_floor_apart():
     for ax in fig.axes:
         floor = [line for line in ax.get_lines() if line.get_label() == "seed floor"]
         assert len(floor) == 1 and list(floor[0].get_ydata()) == [0.06] * 5
+
+
+def test_figure_3_tells_the_trained_and_the_pretrained_sae_apart():
+    rows = [
+        {"model": "tiny", "layer": 1, "sae_kind": kind, "method": method, "sparsity": s}
+        | {"fvu": base + s}
+        for kind, base in (("trained", 0.1), ("pretrained", 0.3))
+        for method, s in (("dense", 0.0), ("wanda", 0.3), ("wanda", 0.5))
+    ]
+    fig = line_by_sparsity(pd.DataFrame(rows), "fvu", None, "FVU", "RQ3", True, style="sae_kind")
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    drawn = dict(zip(labels, handles, strict=True))
+    assert set(labels) == {"wanda trained", "wanda pretrained"}
+    assert drawn["wanda trained"][0].get_linestyle() == "-"
+    assert drawn["wanda pretrained"][0].get_linestyle() == "--"
+    assert list(drawn["wanda pretrained"][0].get_ydata()) == pytest.approx([0.3, 0.6, 0.8])
+
+
+def test_each_sae_of_the_quintile_figure_gets_its_own_panel():
+    from prunescope.figures import quintile_lines
+
+    label = "google/gemma-scope-2b-pt-res/layer_12/width_16k/average_l0_82/params.npz"
+    table3 = pd.DataFrame(
+        [
+            {"model": "tiny", "layer": 1, "sae": sae, "method": "wanda", "sparsity": 0.3}
+            | {"definition": "activation"}
+            | {f"Q{q}": v for q in range(1, 6)}
+            for sae, v in (("trained here", 0.9), (label, 0.4))
+        ]
+    )
+    fig = quintile_lines(table3, 0.7)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles[0] == "tiny L1\ntrained here"
+    assert titles[1].startswith("tiny L1\n…") and titles[1].endswith("average_l0_82/params.npz")
+    assert [list(ax.get_lines()[0].get_ydata()) for ax in fig.axes[:2]] == [[0.9] * 5, [0.4] * 5]
+    single = quintile_lines(table3[table3["sae"] == "trained here"], 0.7)
+    assert [ax.get_title() for ax in single.axes if ax.get_title()] == ["tiny L1"]

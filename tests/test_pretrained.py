@@ -1,10 +1,12 @@
 """Pretrained SAEs in each layout, written as tiny files and checked against a forward pass
 written out in numpy: Gemma Scope (params.npz), Gemma Scope 2 (params.safetensors +
 config.json), SAELens and sparsify folders, and prunescope's own SAE folder; detection by
-tensors and config keys; refusals by name; hub specs through an offline hub cache."""
+tensors and config keys; refusals by name; hub specs through an offline hub cache; imports
+of each into the workflow with a record of where they came from."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -19,6 +21,9 @@ from prunescope.pretrained import (
     DictionarySAE,
     PrunescopeSAE,
     detect_format,
+    import_pretrained_sae,
+    load_dictionary,
+    load_imported_sae,
     load_pretrained_sae,
     resolve_sae_source,
 )
@@ -837,3 +842,202 @@ def test_a_damaged_hub_file_asks_for_a_forced_download(hub_cache):
         ),
     ):
         load_pretrained_sae(spec)
+
+
+# ----------------------------------------------------------------- imports into the workflow
+
+IMPORT_KEY = "models.tiny.pretrained_saes.3"
+
+
+def weights_of(folder: Path) -> Path:
+    return next(p for p in folder.iterdir() if p.suffix in (".npz", ".safetensors"))
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def assert_same_sae(copy, original) -> None:
+    x = torch.from_numpy(activations(seed=9) * 3.0)
+    assert (copy.format, copy.d_model, copy.d_sae) == (
+        original.format,
+        original.d_model,
+        original.d_sae,
+    )
+    assert torch.equal(copy.encode(x), original.encode(x))
+    assert torch.equal(copy.reconstruct(x), original.reconstruct(x))
+
+
+@pytest.mark.parametrize("fmt", list(WRITERS))
+def test_an_imported_sae_encodes_as_the_original(tmp_path, fmt):
+    original_folder = WRITERS[fmt](tmp_path / "original")
+    out = tmp_path / "results/pretrained_sae/tiny/L3"
+    record = import_pretrained_sae(
+        str(original_folder), out, label="theirs", d_model=D_MODEL, key=IMPORT_KEY
+    )
+    original = load_pretrained_sae(original_folder)
+    weights = weights_of(original_folder)
+
+    assert record["label"] == "theirs"
+    assert (record["format"], record["d_model"], record["d_sae"]) == (fmt, D_MODEL, D_SAE)
+    assert record["local"] == str(original_folder)
+    assert record["weights_file"] == weights.name
+    assert record["weights_sha256"] == sha256_of(weights)
+    assert "repo" not in record and "commit" not in record
+    # the copy: the weights, the configs beside them and the record, nothing else
+    originals = {
+        p.name
+        for p in original_folder.iterdir()
+        if p.name in (weights.name, "cfg.json", "config.json")
+    }
+    assert {p.name for p in out.iterdir()} == originals | {"source.json"}
+    for name in originals:
+        assert (out / name).read_bytes() == (original_folder / name).read_bytes(), name
+    assert json.loads((out / "source.json").read_text()) == record
+    assert not (out.parent / "L3.partial").exists()
+
+    copy, read_back = load_imported_sae(out, d_model=D_MODEL)
+    assert read_back == record
+    assert_same_sae(copy, original)
+    for path in (out, out / weights.name, out / "source.json"):
+        assert_same_sae(load_dictionary(path), original)
+    # the copy stands alone: the original may go
+    for path in original_folder.iterdir():
+        path.unlink()
+    assert_same_sae(load_imported_sae(out)[0], original)
+
+
+def test_a_weights_file_is_imported_with_the_configs_beside_it(tmp_path):
+    folder = saelens(tmp_path / "sl", saelens_cfg("topk"))
+    (folder / "README.md").write_text("not part of the SAE")
+    record = import_pretrained_sae(folder / "sae_weights.safetensors", tmp_path / "copy", label="x")
+    assert record["local"] == str(folder / "sae_weights.safetensors")
+    assert {p.name for p in (tmp_path / "copy").iterdir()} == {
+        "sae_weights.safetensors",
+        "cfg.json",
+        "source.json",
+    }
+    assert_same_sae(load_imported_sae(tmp_path / "copy")[0], load_pretrained_sae(folder))
+
+
+def test_an_import_of_another_width_is_refused_by_key_and_leaves_nothing(tmp_path):
+    folder = gemma_scope(tmp_path / "gs")
+    out = tmp_path / "results/pretrained_sae/tiny/L3"
+    message = (
+        f"{IMPORT_KEY}: SAE {folder} (gemma_scope) reads activations of width "
+        f"d_model={D_MODEL}, but the activations it is to encode have width {D_MODEL + 1}"
+    )
+    with pytest.raises(UserInputError, match=f"^{re.escape(message)}"):
+        import_pretrained_sae(folder, out, label="x", d_model=D_MODEL + 1, key=IMPORT_KEY)
+    assert not out.exists() and not out.with_name("L3.partial").exists()
+
+
+def test_an_import_that_fails_half_way_leaves_no_folder(tmp_path, monkeypatch):
+    import prunescope.pretrained
+
+    def broken(path, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(prunescope.pretrained, "write_json", broken)
+    out = tmp_path / "copy"
+    with pytest.raises(OSError, match="No space left"):
+        import_pretrained_sae(sparsify(tmp_path / "s"), out, label="x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]
+
+
+def test_an_unreadable_sae_is_refused_by_key_and_leaves_nothing(tmp_path):
+    folder = sparsify(tmp_path / "s", sparsify_cfg(transcode=True))
+    with pytest.raises(UserInputError, match=f"^{re.escape(IMPORT_KEY)}: .*transcode=true"):
+        import_pretrained_sae(folder, tmp_path / "copy", label="x", key=IMPORT_KEY)
+    with pytest.raises(FileNotFoundError, match=f"^{re.escape(IMPORT_KEY)}: SAE .* does not exist"):
+        import_pretrained_sae(tmp_path / "nowhere", tmp_path / "copy", label="x", key=IMPORT_KEY)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]
+
+
+def test_an_import_run_again_replaces_the_earlier_copy(tmp_path):
+    out = tmp_path / "copy"
+    import_pretrained_sae(saelens(tmp_path / "a", weights=dictionary(seed=1)), out, label="a")
+    folder = saelens(tmp_path / "b", weights=dictionary(seed=2))
+    record = import_pretrained_sae(folder, out, label="b")
+    sae, read_back = load_imported_sae(out)
+    assert read_back == record and record["label"] == "b"
+    assert_same_sae(sae, load_pretrained_sae(folder))
+
+
+def test_a_hub_sae_is_imported_with_its_coordinates(monkeypatch, tmp_path):
+    import huggingface_hub
+    from huggingface_hub.errors import EntryNotFoundError
+
+    snapshot = tmp_path / "hf-cache/models--google--gemma-scope-2/snapshots" / COMMIT
+    path = "resid_post/layer_3_width_24_l0_small"
+    served = gemma_scope_2(snapshot / path)
+    asked = []
+
+    def fake_download(repo_id, filename, *, revision=None):
+        asked.append((repo_id, filename, revision))
+        local = snapshot / filename
+        if repo_id != "google/gemma-scope-2" or not local.is_file():
+            raise EntryNotFoundError(f"{filename} is not in {repo_id}")
+        return str(local)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    spec = {"repo": "google/gemma-scope-2", "path": path, "revision": "v1"}
+    out = tmp_path / "results/pretrained_sae/tiny/L3"
+    record = import_pretrained_sae(spec, out, label="Gemma Scope 2", d_model=D_MODEL)
+
+    assert {(r, rev) for r, _, rev in asked} == {("google/gemma-scope-2", "v1")}
+    on_disk = json.loads((out / "source.json").read_text())
+    assert on_disk == record
+    assert {k: on_disk[k] for k in ("repo", "path", "revision", "commit")} == {
+        **spec,
+        "commit": COMMIT,
+    }
+    assert on_disk["local"] == str(served / "params.safetensors")
+    assert on_disk["weights_sha256"] == sha256_of(served / "params.safetensors")
+    assert on_disk["model_name"] == "google/gemma-3-1b-it"  # config.json came along
+    assert {p.name for p in out.iterdir()} == {"params.safetensors", "config.json", "source.json"}
+    original = load_pretrained_sae(served)
+    for file in served.iterdir():  # the hub cache may be cleared: the copy stands alone
+        file.unlink()
+    sae, _ = load_imported_sae(out, d_model=D_MODEL)
+    assert sae.source.repo is None  # read from the copy
+    x = torch.from_numpy(activations())
+    assert torch.equal(sae.encode(x), original.encode(x))
+
+
+def test_a_hub_sae_in_the_offline_cache_is_imported(hub_cache, tmp_path):
+    snapshot = cached_repo(hub_cache, "prunescope-test/sparsify")
+    sparsify(snapshot / "layers.3")
+    spec = {"repo": "prunescope-test/sparsify", "path": "layers.3"}
+    record = import_pretrained_sae(spec, tmp_path / "copy", label="s", d_model=D_MODEL)
+    assert (record["repo"], record["path"], record["commit"]) == (spec["repo"], "layers.3", COMMIT)
+    assert "revision" not in record
+    assert record["format"] == "sparsify"
+    assert_same_sae(load_imported_sae(tmp_path / "copy")[0], load_pretrained_sae(spec))
+
+
+def test_an_imported_sae_of_another_width_is_refused_naming_its_label(tmp_path):
+    out = tmp_path / "copy"
+    import_pretrained_sae(gemma_scope(tmp_path / "gs"), out, label="Gemma Scope L3")
+    message = (
+        f"pretrained SAE 'Gemma Scope L3' (gemma_scope) reads activations of width "
+        f"d_model={D_MODEL}, but these activations have width {D_MODEL * 2}"
+    )
+    with pytest.raises(UserInputError, match=f"^{re.escape(message)}"):
+        load_imported_sae(out, d_model=D_MODEL * 2)
+
+
+def test_a_folder_without_its_record_is_no_imported_sae(tmp_path):
+    folder = prunescope(tmp_path / "sae")
+    record = folder / "source.json"
+    with pytest.raises(
+        FileNotFoundError, match=f"^pretrained SAE record {re.escape(str(record))} does not exist"
+    ):
+        load_imported_sae(folder)
+    # but it is a dictionary the analyses can read
+    own = load_sae(folder)
+    x = torch.from_numpy(activations())
+    for path in (folder, folder / "sae.safetensors", folder / "cfg.json"):
+        sae = load_dictionary(path)
+        assert isinstance(sae, PrunescopeSAE)
+        assert torch.equal(sae.encode(x), as_latent_encoder(own).encode(x))

@@ -179,3 +179,24 @@ def test_readme_command_on_a_finished_run(command, smoke_run, tmp_path):
         env=ACTIVATED,
     )
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+
+
+def test_the_readme_pretrained_sae_snippet_is_a_valid_config():
+    """The YAML a user copies to configure a Gemma Scope SAE passes the schema and the
+    config checks, applied to the paper preset's model of the same name, and names the SAE
+    the preset uses."""
+    import yaml
+    from snakemake.utils import validate
+
+    from prunescope.plan import check_config, pretrained_saes
+
+    blocks = re.findall(r"```yaml\n(.*?)```", README.read_text(), flags=re.S)
+    snippet = next(yaml.safe_load(b) for b in blocks if "pretrained_saes" in b)
+    config = yaml.safe_load((ROOT / "configs/paper.yaml").read_text())
+    for model, spec in snippet["models"].items():
+        config["models"][model].update(spec)
+    validate(config, str(ROOT / "workflow/schemas/config.schema.yaml"))
+    check_config(config)
+    paper = yaml.safe_load((ROOT / "configs/paper.yaml").read_text())
+    for model in snippet["models"]:
+        assert pretrained_saes(config, model) == pretrained_saes(paper, model)

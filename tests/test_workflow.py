@@ -23,6 +23,11 @@ def test_dry_run_of_every_preset(preset, tmp_path):
     assert jobs["train_sae"] >= 6 and jobs["capture_activations"] >= 3
     if preset.endswith("paper.yaml"):
         assert jobs["save_hub_model"] == 3 and "train_local_model" not in jobs
+    # every preset brings in an SAE trained elsewhere (the paper's: Gemma Scope for both
+    # Gemma models), applied to every condition and followed under every pruned one
+    pretrained = {"paper.yaml": 2}.get(Path(preset).name, 1)
+    assert jobs["import_pretrained_sae"] == pretrained
+    assert jobs["evaluate_pretrained_transfer"] > jobs["pretrained_activation_survival"] > 0
 
 
 def _unknown_key(c):
@@ -49,6 +54,10 @@ def _removed_key(c):
     c["analysis"]["survival_all_seeds"] = True
 
 
+def _pretrained_sae_not_on_disk(c):
+    c["models"]["tiny"]["pretrained_saes"] = {2: {"path": "/nowhere/gemma-scope/params.npz"}}
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
@@ -58,6 +67,11 @@ def _removed_key(c):
         (_layer_past_depth, "layer 9 is past the model's depth"),
         (_wrong_type, "'sixty-four' is not of type 'integer'"),
         (_removed_key, r"analysis\.survival_all_seeds was removed because decoder survival now"),
+        (
+            _pretrained_sae_not_on_disk,
+            r"models\.tiny\.pretrained_saes\.2: SAE path '/nowhere/gemma-scope/params\.npz' "
+            "does not exist",
+        ),
     ],
 )
 def test_a_bad_config_stops_before_any_job(edit, message, tmp_path):
@@ -298,9 +312,9 @@ TABLE_COLUMNS = {
         "n_pairs",
     },
     "logistic_fit": {"method", "definition", "tau", "term", "coef", "se", "auc", "accuracy", "n"},
-    "activation_survival": {"condition", "definition", "tau", "n_alive", "n_survived", "survival"},
-    "table3_activation": {"condition", "definition", "Q1", "Q5", "spearman_rho", "n_alive"},
-    "activation_quintile_survival": {"condition", "definition", "tau", "quintile", "survival"},
+    "activation_survival": {"sae", "condition", "definition", "tau", "n_survived", "survival"},
+    "table3_activation": {"sae", "condition", "definition", "Q1", "Q5", "spearman_rho"},
+    "activation_quintile_survival": {"sae", "condition", "definition", "quintile", "survival"},
     "new_features": {"condition", "tau", "n_alive", "n_new", "floor_new_fraction"},
 }
 
@@ -343,3 +357,37 @@ def test_smoke_run_builds_every_table_and_figure(smoke_run):
     new = pd.read_csv(smoke_run / "results/tables/new_features.csv")
     assert set(new["condition"]) == {"dense", "magnitude-0.3", "wanda-0.3"}
     assert new["new_fraction"].between(0, 1).all()
+    check_pretrained_sae_tables(smoke_run)
+
+
+def check_pretrained_sae_tables(run: Path) -> None:
+    """The smoke config's pretrained SAE is the reference SAE's own SAELens export, read back
+    through the loader: Table 2 and the activation tables must give it the numbers of the
+    SAE it came from, under its own label."""
+    import pandas as pd
+
+    from prunescope.io import read_json
+
+    label = "SAELens export of dense seed 0"
+    record = read_json(run / "results/pretrained_sae/tiny/L1/source.json")
+    assert record["label"] == label and record["format"] == "saelens"
+    table2 = pd.read_csv(run / "results/tables/table2.csv")
+    assert table2["sae_kind"].tolist() == ["trained"] * 3 + ["pretrained"] * 3
+    trained, pretrained = (table2[table2["sae_kind"] == kind] for kind in ("trained", "pretrained"))
+    assert set(pretrained["sae"]) == {label} and set(pretrained["sae_format"]) == {"saelens"}
+    for column in ("fvu", "fvu_over_dense", "l0"):
+        assert pretrained[column].to_numpy() == pytest.approx(trained[column].to_numpy(), rel=1e-4)
+    assert pretrained["alive"].tolist() == trained["alive"].tolist()
+    for name in ("activation_survival", "table3_activation"):
+        table = pd.read_csv(run / f"results/tables/{name}.csv")
+        ours, theirs = (
+            table[table["sae"] != label].reset_index(drop=True),
+            table[table["sae"] == label].reset_index(drop=True),
+        )
+        assert len(theirs) == len(ours) > 0, name
+        # float32 folding may move a feature across a threshold: a few in hundreds
+        numbers = ours.select_dtypes("number").columns
+        counts = [c for c in numbers if c.startswith("n_") or c == "n"]
+        rates = numbers.difference(counts)
+        pd.testing.assert_frame_equal(theirs[rates], ours[rates], rtol=0, atol=0.02)
+        assert (theirs[counts] - ours[counts]).abs().max().max() <= 2, name

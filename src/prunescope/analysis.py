@@ -438,22 +438,24 @@ def write_survival_table(path, frame: pd.DataFrame) -> None:
 
 
 def activation_survival_tables(
-    per_feature: dict[tuple[str, int, str], pd.DataFrame],
+    per_feature: dict[tuple[str, int, str, str], pd.DataFrame],
     taus: Sequence[float],
     primary_tau: float,
     *,
     n_boot: int,
     seed: int,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """From each (model, layer, condition)'s per-feature table: survival at every tau
+    """From each (model, layer, condition, SAE)'s per-feature table: survival at every tau
     (with the counts behind it), the Table 3 layout at ``primary_tau``, and the long
-    per-quintile table at every tau. Each row names its survival definition."""
+    per-quintile table at every tau. Each row names its survival definition and, in column
+    ``sae``, the dictionary whose features it follows (the dense SAE trained here, or one
+    trained elsewhere)."""
     from prunescope.survival import survival_fractions
 
     fractions, summaries, quintiles = [], [], []
-    for (model, layer, cond), table in per_feature.items():
+    for (model, layer, cond, sae), table in per_feature.items():
         for definition, view in activation_views(table).items():
-            keys = {"model": model, "layer": layer, **condition_columns(cond)}
+            keys = {"model": model, "layer": layer, "sae": sae, **condition_columns(cond)}
             keys["definition"] = definition
             fractions.append(survival_fractions(view, taus).assign(**keys))
             for tau in taus:
@@ -483,7 +485,8 @@ def activation_views(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 def _keys_first(frame: pd.DataFrame) -> pd.DataFrame:
-    keys = ["model", "layer", "condition", "method", "sparsity", "definition"]
+    keys = ["model", "layer", "sae", "condition", "method", "sparsity", "definition"]
+    keys = [key for key in keys if key in frame.columns]
     return frame[keys + [c for c in frame.columns if c not in keys]]
 
 

@@ -45,10 +45,10 @@ def _palette(methods) -> dict:
     return {m: METHOD_PALETTE.get(m, extra[i % 10]) for i, m in enumerate(sorted(set(methods)))}
 
 
-def _facets(frame: pd.DataFrame, legend_width: float = 0.0):
-    """One panel per (model, layer); ``legend_width`` inches more per panel for a legend
-    drawn beside it."""
-    panels = list(frame.groupby(["model", "layer"], sort=False))
+def _facets(frame: pd.DataFrame, legend_width: float = 0.0, by=("model", "layer")):
+    """One panel per (model, layer) (or per value of the columns ``by``); ``legend_width``
+    inches more per panel for a legend drawn beside it."""
+    panels = list(frame.groupby(list(by), sort=False))
     n = max(len(panels), 1)
     fig, axes = plt.subplots(1, n, figsize=((4.2 + legend_width) * n, 3.4))
     return fig, list(axes if len(panels) > 1 else [axes]), panels
@@ -77,6 +77,16 @@ def _linestyle(definition) -> str:
     return DEFINITION_LINESTYLES.get(definition, "-.")
 
 
+STYLE_CYCLE = ("-", "--", ":", "-.")
+"""Line styles, in order of first appearance, for the values of any other ``style`` column."""
+
+
+def _line_styles(style: str | None, keys: list) -> dict:
+    if style == "definition":
+        return {key: _linestyle(key) for key in keys}
+    return {key: STYLE_CYCLE[i % len(STYLE_CYCLE)] for i, key in enumerate(keys)}
+
+
 def _definitions(frame: pd.DataFrame) -> list:
     """The definitions in ``frame`` (None if it has none), in DEFINITION_LINESTYLES' order."""
     if "definition" not in frame.columns:
@@ -99,13 +109,14 @@ def line_by_sparsity(
 ):
     """A metric against sparsity, one line per method, one panel per model and layer.
 
-    ``style``: a column (such as ``definition``) whose values get a line style each within a
-    method's colour. ``floor``: a column holding one reference value per panel, drawn as a
-    grey horizontal line (the dense seed floor).
+    ``style``: a column (such as ``definition``, or ``sae_kind`` in Figure 3) whose values
+    get a line style each within a method's colour. ``floor``: a column holding one
+    reference value per panel, drawn as a grey horizontal line (the dense seed floor).
     """
     data = _with_dense_per_method(frame) if with_dense else frame[frame["method"] != "dense"]
     fig, axes, panels = _facets(data)
     palette = _palette(data["method"])
+    styles = _line_styles(style, list(dict.fromkeys(data[style]))) if style else {None: "-"}
     for ax, ((model, layer), panel) in zip(axes, panels, strict=False):
         for method, by_method in panel.groupby("method"):
             styled = by_method.groupby(style, sort=False) if style else [(None, by_method)]
@@ -120,7 +131,7 @@ def line_by_sparsity(
                     capsize=3,
                     label=method if key is None else f"{method} {key}",
                     color=palette[method],
-                    linestyle=_linestyle(key) if style == "definition" else "-",
+                    linestyle=styles[key],
                 )
         if floor is not None and panel[floor].notna().any():
             ax.axhline(
@@ -137,12 +148,18 @@ def quintile_lines(table3: pd.DataFrame, tau: float, ylabel: str | None = None):
     """Figure 4: survival per firing-rate quintile, one line per method and sparsity.
 
     With a ``definition`` column each definition gets its line style (DEFINITION_LINESTYLES)
-    and the dense seed floor, a row of its own, is drawn in black.
+    and the dense seed floor, a row of its own, is drawn in black. With an ``sae`` column
+    naming more than one dictionary, each gets panels of its own.
     """
-    fig, axes, panels = _facets(table3, legend_width=2.4)
+    by = ["model", "layer"]
+    if "sae" in table3.columns and table3["sae"].nunique() > 1:
+        by.append("sae")
+    fig, axes, panels = _facets(table3, legend_width=2.4, by=by)
     pruned = table3[table3["method"] != "dense"]
     palette = _palette(pruned["method"])
-    for ax, ((model, layer), panel) in zip(axes, panels, strict=False):
+    for ax, (key, panel) in zip(axes, panels, strict=False):
+        model, layer = key[:2]
+        title = f"{model} L{layer}" + (f"\n{_short(key[2])}" if len(key) > 2 else "")
         for definition in _definitions(panel):
             rows = panel if definition is None else panel[panel["definition"] == definition]
             for _, row in rows.sort_values(["method", "sparsity"]).iterrows():
@@ -164,7 +181,7 @@ def quintile_lines(table3: pd.DataFrame, tau: float, ylabel: str | None = None):
                     label=label if definition is None else f"{label} {definition}",
                 )
         ax.set(
-            title=f"{model} L{layer}",
+            title=title,
             xlabel="firing-rate quintile (1 = rarest)",
             ylabel=ylabel or f"MNN survival at τ={tau:g}",
             xticks=range(1, 6),
@@ -173,6 +190,11 @@ def quintile_lines(table3: pd.DataFrame, tau: float, ylabel: str | None = None):
         ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.tight_layout()
     return fig
+
+
+def _short(label: str, width: int = 48) -> str:
+    """A long SAE name (a hub repo and path) cut to fit over a panel, keeping its end."""
+    return label if len(label) <= width else "…" + label[-(width - 1) :]
 
 
 def quintile_by_method(quintiles: pd.DataFrame, tau: float):

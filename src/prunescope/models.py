@@ -202,6 +202,18 @@ def _from_hub(name: str, what: str, revision: str | None, key: str | None) -> It
         raise UserInputError(keyed(key, f"{what} {problem}; check {_name_key(key)}")) from err
 
 
+def residual_width(folder: str | Path) -> int:
+    """The width of a saved model's residual stream (``hidden_size`` of its config.json, or
+    of the language model's part of a multimodal one)."""
+    config_path = Path(folder) / "config.json"
+    config = read_json(config_path, "model file")
+    text = config.get("text_config") or config
+    width = text.get("hidden_size") if isinstance(text, dict) else None
+    if not isinstance(width, int) or width < 1:
+        raise damaged(MODEL_FOLDER, folder, f"has a config.json without a hidden_size ({width!r})")
+    return width
+
+
 def _name_key(key: str | None) -> str:
     return key or "the model name"
 

@@ -347,6 +347,8 @@ def _check_model(config: dict, name: str, spec: dict) -> None:
                 f"{key}.dtype float16 is refused for Gemma: its residual stream overflows "
                 "float16 at deep layers (use bfloat16 or float32)"
             )
+    # last: the model's own layers, depth and folder are what a wrong layer is told against
+    _check_pretrained_saes(config, name, spec)
 
 
 # LlamaConfig's defaults, for what a local model's architecture block leaves out.
@@ -504,6 +506,120 @@ def ablation_ranking(config: dict, model: str, layer: int, cond: str, side: str)
     if side == "dense":
         return survival_path(model, layer, cond)
     return reverse_survival_path(model, layer, cond, ref)
+
+
+# --- SAEs trained elsewhere (models.<m>.pretrained_saes) ----------------------------------------
+
+PRETRAINED_SAE_ROOT = "results/pretrained_sae"
+HUB_SAE_KEYS = ("repo", "path", "revision")
+
+
+def pretrained_saes(config: dict, model: str) -> dict[int, dict]:
+    """Layer -> ``{"source": ..., "label": ...}`` for every SAE trained elsewhere that the
+    config gives ``model``: ``source`` is a local path or ``{repo, path[, revision]}`` (what
+    ``prunescope.pretrained.resolve_sae_source`` reads), ``label`` its name in the tables."""
+    entries = config["models"][model].get("pretrained_saes") or {}
+    return {
+        int(layer): {"source": pretrained_source(entry), "label": pretrained_label(entry)}
+        for layer, entry in entries.items()
+    }
+
+
+def pretrained_source(entry) -> str | dict:
+    """A local path (a bare string, or ``path`` without ``repo``) or a hub coordinate."""
+    if isinstance(entry, str):
+        return entry
+    if entry.get("repo"):
+        return {key: entry[key] for key in HUB_SAE_KEYS if entry.get(key) is not None}
+    return entry["path"]
+
+
+def pretrained_label(entry) -> str:
+    """The SAE's name in every table: ``label`` when given, else its repo and path (hub)
+    or its path (local), which name it exactly."""
+    if isinstance(entry, dict) and entry.get("label"):
+        return entry["label"]
+    source = pretrained_source(entry)
+    if isinstance(source, str):
+        return source
+    at = f"@{source['revision']}" if source.get("revision") else ""
+    path = source["path"].strip("/")
+    return f"{source['repo']}{at}/{path}" if path else f"{source['repo']}{at}"
+
+
+def trained_sae_label(config: dict) -> str:
+    """The name, in the tables beside a pretrained SAE, of the dense SAE trained here."""
+    return f"trained here: dense seed {config['analysis']['reference_seed']}"
+
+
+def pretrained_layers(config: dict) -> list[tuple[str, int]]:
+    """Every (model, layer) with an SAE trained elsewhere."""
+    return [
+        (model, layer) for model in config["models"] for layer in pretrained_saes(config, model)
+    ]
+
+
+def pretrained_sae_dir(model: str, layer: int | str) -> str:
+    """The imported copy of a pretrained SAE, with ``source.json`` saying where it came from."""
+    return f"{PRETRAINED_SAE_ROOT}/{model}/L{layer}"
+
+
+def pretrained_transfer_path(model: str, layer: int | str, cond: str) -> str:
+    return f"results/transfer/{model}/L{layer}/pretrained/{cond}.json"
+
+
+def pretrained_survival_path(model: str, layer: int | str, cond: str) -> str:
+    """Activation-level survival of the pretrained SAE's features under ``cond``."""
+    return f"results/survival/{model}/L{layer}/pretrained/{cond}.csv"
+
+
+def pretrained_sae_input(config: dict, model: str, layer: int | str) -> list[str]:
+    """What the import job reads from this machine: a local SAE's path (so that one a rule
+    writes, such as an SAELens export under results/, is built first); nothing for a hub
+    SAE, whose coordinates reach the job as a parameter."""
+    source = pretrained_saes(config, model)[int(layer)]["source"]
+    return [source] if isinstance(source, str) else []
+
+
+def _check_pretrained_saes(config: dict, model: str, spec: dict) -> None:
+    """Each pretrained SAE is for a cached layer, names a hub SAE or a local path that exists
+    (or that a rule writes under results/), and is not named like the SAE trained here."""
+    key = f"models.{model}.pretrained_saes"
+    for layer, entry in (spec.get("pretrained_saes") or {}).items():
+        entry_key = f"{key}.{layer}"
+        if not re.fullmatch(r"\d+", str(layer)) or int(layer) not in spec["layers"]:
+            raise UserInputError(
+                f"{key} has layer {layer!r}, which is not in models.{model}.layers "
+                f"{spec['layers']}: a pretrained SAE is read on the cached activations of its layer"
+            )
+        if isinstance(entry, dict) and entry.get("revision") and not entry.get("repo"):
+            raise UserInputError(
+                f"{entry_key}.revision is set without a repo: a local SAE has none"
+            )
+        source = pretrained_source(entry)
+        if isinstance(source, str):
+            _check_local_sae(entry_key, source)
+        if pretrained_label(entry) == trained_sae_label(config):
+            raise UserInputError(
+                f"{entry_key} is labelled {pretrained_label(entry)!r}, the name the tables "
+                "give the SAE trained here; give it a label of its own"
+            )
+
+
+def _check_local_sae(entry_key: str, source: str) -> None:
+    """A local SAE exists, or is a rule's output under results/; never the imported copy
+    itself, which its own import would then have to read."""
+    path = Path(source).expanduser()
+    if path.is_relative_to(PRETRAINED_SAE_ROOT):
+        raise UserInputError(
+            f"{entry_key}: SAE path {source!r} is inside {PRETRAINED_SAE_ROOT}/, where the "
+            "workflow keeps its own copies of pretrained SAEs; name the original instead"
+        )
+    if not (path.exists() or path.parts[:1] == ("results",)):
+        raise UserInputError(
+            f"{entry_key}: SAE path {source!r} does not exist (for a hub SAE write "
+            "{repo: <owner/name>, path: <folder or weights file>})"
+        )
 
 
 def pruned_conditions(config: dict, model: str) -> list[str]:

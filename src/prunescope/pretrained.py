@@ -26,9 +26,11 @@ as a correct one.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 import re
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,9 +47,10 @@ from prunescope.artifacts import (
     read_safetensors,
     read_safetensors_header,
     reading,
+    require_file,
 )
 from prunescope.errors import UserInputError, keyed, listed
-from prunescope.io import read_json
+from prunescope.io import atomic_path, read_json, write_json
 from prunescope.models import pick_device
 from prunescope.sae import TopKSAE, load_sae
 from prunescope.survival import as_latent_encoder
@@ -387,6 +390,11 @@ class PretrainedSAE(nn.Module):
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
 
+    def encode_and_reconstruct(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The latents of ``x`` and its reconstruction, encoding once."""
+        z = self.encode(x)
+        return z, self.decode(z)
+
     @property
     def device(self) -> torch.device:
         return next(self.buffers()).device
@@ -446,8 +454,13 @@ class DictionarySAE(PretrainedSAE):
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode_and_reconstruct(x)[1]
+
+    @torch.no_grad()
+    def encode_and_reconstruct(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         normalised, undo = normalise_rows(self._inputs(x), self.encoding.row_norm)
-        return undo(self._decode_normalised(self._latents(normalised)))
+        z = self._latents(normalised)
+        return z, undo(self._decode_normalised(z))
 
     def _latents(self, x: torch.Tensor) -> torch.Tensor:
         if self.encoding.subtract_b_dec:
@@ -912,6 +925,74 @@ def _prunescope(files: SAEFiles, source: SAESource, device: torch.device) -> Pru
     return PrunescopeSAE(sae, source, {"k": sae.k, "provenance": provenance or {}})
 
 
+def load_dictionary(path, device: torch.device | str = "cpu") -> PretrainedSAE:
+    """The SAE in a folder (or the folder of a file ``path`` names): a prunescope SAE trained
+    here, or the copy of a pretrained one that ``import_pretrained_sae`` wrote."""
+    path = Path(path)
+    return load_pretrained_sae(path if path.is_dir() else path.parent, device)
+
+
+# ----------------------------------------------------------------- into the workflow
+
+SOURCE_RECORD = "source.json"
+"""Beside an imported SAE's files: its label, format, widths and where it came from."""
+
+
+def import_pretrained_sae(
+    spec, out_dir, *, label: str, d_model: int | None = None, key: str | None = None
+) -> dict:
+    """Load the SAE ``spec`` names (every check of ``load_pretrained_sae`` passed, its width
+    against ``d_model``), then copy its weights and configs into ``out_dir`` with
+    ``source.json``, the record returned: what the analyses read, the same bytes whatever
+    becomes of the hub cache or the original folder later.
+
+    ``out_dir`` appears whole or not at all.
+    """
+    sae = load_pretrained_sae(spec, "cpu", d_model=d_model, key=key)
+    files = find_sae_files(sae.source.local)
+    record = {
+        "label": label,
+        **sae.provenance(),
+        "weights_file": files.weights.name,
+        "weights_sha256": _sha256(files.weights),
+    }
+    with atomic_path(out_dir) as staging:
+        staging.mkdir()
+        shutil.copyfile(files.weights, staging / files.weights.name)
+        for name in files.configs:
+            shutil.copyfile(files.config_path(name), staging / name)
+        # last: a folder holding it is a finished copy
+        write_json(staging / SOURCE_RECORD, record)
+    return record
+
+
+def load_imported_sae(
+    folder, device: torch.device | str = "cpu", d_model: int | None = None
+) -> tuple[PretrainedSAE, dict]:
+    """The SAE ``import_pretrained_sae`` copied into ``folder``, and its record. With
+    ``d_model``, activations of another width are refused naming the SAE as configured."""
+    folder = Path(folder)
+    record = read_json(
+        require_file(folder / SOURCE_RECORD, "pretrained SAE record"), "pretrained SAE record"
+    )
+    sae = load_pretrained_sae(folder, device)
+    if d_model is not None and sae.d_model != d_model:
+        raise UserInputError(
+            f"pretrained SAE {record.get('label')!r} ({sae.format}) reads activations of width "
+            f"d_model={sae.d_model}, but these activations have width {d_model}; it was "
+            "trained on another model or layer"
+        )
+    return sae, record
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 @contextlib.contextmanager
 def _led_by(key: str | None) -> Iterator[None]:
     """Errors about the SAE, led by the config key that named it when there is one."""
@@ -957,7 +1038,10 @@ __all__ = [
     "detect_format",
     "find_sae_files",
     "group_max_relu",
+    "import_pretrained_sae",
     "jump_relu",
+    "load_dictionary",
+    "load_imported_sae",
     "load_pretrained_sae",
     "normalise_rows",
     "resolve_sae_source",

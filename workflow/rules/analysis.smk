@@ -101,6 +101,7 @@ rule evaluate_transfer:
     resources:
         gpu=1,
     params:
+        label=TRAINED_SAE,
         batch_size=config["sae"]["batch_size"],
         capture=capture_settings,
         device=config["device"],
@@ -108,9 +109,32 @@ rule evaluate_transfer:
         "../../scripts/evaluate_transfer.py"
 
 
+rule evaluate_pretrained_transfer:
+    input:
+        sae="results/pretrained_sae/{model}/L{layer}",
+        activations="results/activations/{model}/{cond}/L{layer}.h5",
+    output:
+        "results/transfer/{model}/L{layer}/pretrained/{cond}.json",
+    log:
+        "results/logs/evaluate_pretrained_transfer/{model}/L{layer}/{cond}.log",
+    benchmark:
+        "results/benchmarks/evaluate_pretrained_transfer/{model}/L{layer}/{cond}.tsv"
+    conda:
+        "../../envs/prunescope.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+    params:
+        batch_size=config["sae"]["batch_size"],
+        capture=capture_settings,
+        device=config["device"],
+    script:
+        "../../scripts/evaluate_pretrained_transfer.py"
+
+
 rule transfer_table:
     input:
-        all_transfer_results,
+        all_transfer_results + all_pretrained_transfer_results,
     output:
         table=report(
             "results/tables/table2.csv",
@@ -159,9 +183,35 @@ rule activation_survival:
         "../../scripts/activation_survival.py"
 
 
+rule pretrained_activation_survival:
+    input:
+        sae="results/pretrained_sae/{model}/L{layer}",
+        dense="results/activations/{model}/dense/L{layer}.h5",
+        pruned="results/activations/{model}/{cond}/L{layer}.h5",
+    output:
+        "results/survival/{model}/L{layer}/pretrained/{cond}.csv",
+    log:
+        "results/logs/pretrained_activation_survival/{model}/L{layer}/{cond}.log",
+    benchmark:
+        "results/benchmarks/pretrained_activation_survival/{model}/L{layer}/{cond}.tsv"
+    conda:
+        "../../envs/prunescope.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=estimated_mem_mb("activation_survival"),
+    params:
+        capture=capture_settings,
+        dense_capture=dense_capture_settings,
+        noise_seed=config["analysis"]["noise_seed"],
+        device=config["device"],
+    script:
+        "../../scripts/activation_survival.py"
+
+
 rule activation_survival_table:
     input:
-        [path for _, path in ACTIVATION_SURVIVAL],
+        [path for _, path in SURVIVAL_BY_SAE],
     output:
         survival=report(
             "results/tables/activation_survival.csv",
@@ -192,7 +242,7 @@ rule activation_survival_table:
     conda:
         "../../envs/prunescope.yaml"
     params:
-        conditions=[list(key) for key, _ in ACTIVATION_SURVIVAL],
+        conditions=[list(key) for key, _ in SURVIVAL_BY_SAE],
         taus=config["analysis"]["correlation_taus"],
         primary_tau=config["analysis"]["primary_correlation_tau"],
         bootstrap=config["analysis"]["bootstrap"],

@@ -27,6 +27,11 @@ from prunescope.plan import (
     models_by_source,
     perplexity_corpus,
     perplexity_path,
+    pretrained_layers,
+    pretrained_sae_input,
+    pretrained_saes,
+    pretrained_survival_path,
+    pretrained_transfer_path,
     pruned_conditions,
     pruning_options,
     reverse_survival_path,
@@ -35,6 +40,8 @@ from prunescope.plan import (
     sae_dir,
     stability_matches,
     survival_matches,
+    survival_path,
+    trained_sae_label,
     upstream_of,
 )
 
@@ -184,8 +191,21 @@ all_reference_metrics = [
 ]
 # (model, layer, pruned condition) and its activation-level survival table
 ACTIVATION_SURVIVAL = [
-    ((model, layer, cond), f"results/survival/{model}/L{layer}/{cond}.csv")
+    ((model, layer, cond), survival_path(model, layer, cond))
     for model, layer in model_layers(config)
+    for cond in pruned_conditions(config, model)
+]
+
+
+# The same per (model, layer, condition, SAE), for the dense SAE trained here and for each
+# SAE trained elsewhere (models.<m>.pretrained_saes)
+TRAINED_SAE = trained_sae_label(config)
+SURVIVAL_BY_SAE = [((*key, TRAINED_SAE), path) for key, path in ACTIVATION_SURVIVAL] + [
+    (
+        (model, layer, cond, pretrained_saes(config, model)[layer]["label"]),
+        pretrained_survival_path(model, layer, cond),
+    )
+    for model, layer in pretrained_layers(config)
     for cond in pruned_conditions(config, model)
 ]
 
@@ -216,6 +236,11 @@ def dense_capture_settings(wildcards):
 all_transfer_results = _each(
     lambda c, m, l, cond: [f"results/transfer/{m}/L{l}/{cond}.json"]
 )
+all_pretrained_transfer_results = [
+    pretrained_transfer_path(model, layer, cond)
+    for model, layer in pretrained_layers(config)
+    for cond in conditions(config, model)
+]
 all_perplexities = [
     perplexity_path(model, cond)
     for model in config["models"]
@@ -236,6 +261,16 @@ all_ablation_results = [
     for model, layer in model_layers(config)
     for side in ("dense", "pruned")
 ]
+
+
+def pretrained_sae(field):
+    """One field (source, label) of the configured pretrained SAE of the job's model and layer."""
+
+    def value(wildcards):
+        entry = pretrained_saes(config, wildcards.model)[int(wildcards.layer)]
+        return canonical(entry[field])
+
+    return value
 
 
 def reference_sae(cond, filename):

@@ -203,3 +203,21 @@ rule export_saelens:
         export=lambda wc: saelens_export_settings(config, wc.model, wc.layer),
     script:
         "../../scripts/export_saelens.py"
+
+
+rule import_pretrained_sae:
+    input:
+        model=lambda wc: model_dir(wc.model, "dense"),
+        sae=lambda wc: pretrained_sae_input(config, wc.model, wc.layer),
+    output:
+        directory("results/pretrained_sae/{model}/L{layer}"),
+    log:
+        "results/logs/import_pretrained_sae/{model}/L{layer}.log",
+    conda:
+        "../../envs/prunescope.yaml"
+    params:
+        source=pretrained_sae("source"),
+        label=pretrained_sae("label"),
+        key=lambda wc: f"models.{wc.model}.pretrained_saes.{wc.layer}",
+    script:
+        "../../scripts/import_pretrained_sae.py"
