@@ -213,6 +213,9 @@ rule import_pretrained_sae:
         directory("results/pretrained_sae/{model}/L{layer}"),
     log:
         "results/logs/import_pretrained_sae/{model}/L{layer}.log",
+    # as soon as the model is there: an SAE that cannot be downloaded or read stops the
+    # run before the hours of capture and training that precede its first use
+    priority: 50
     conda:
         "../../envs/prunescope.yaml"
     params:
