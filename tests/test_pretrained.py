@@ -401,6 +401,10 @@ def test_saelens_row_normalisation_is_honoured(tmp_path, mode):
     assert_latents(encoded(sae, x.astype(np.float32)), z)
     rec = sae.reconstruct(torch.from_numpy(x.astype(np.float32))).numpy()
     np.testing.assert_allclose(rec, undo(np_decode(z, weights)), rtol=1e-4, atol=1e-4)
+    # one pass for both, as transfer uses it, gives the same
+    both = sae.encode_and_reconstruct(torch.from_numpy(x.astype(np.float32)))
+    np.testing.assert_allclose(both[0].numpy(), z, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(both[1].numpy(), rec, rtol=0, atol=0)
     with pytest.raises(ValueError, match=f"normalises each input row \\({mode}\\)"):
         sae.decode(torch.from_numpy(z))
 
