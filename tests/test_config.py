@@ -722,3 +722,35 @@ def test_one_label_may_serve_several_layers_and_an_empty_hub_path_names_the_repo
     check_config(config)
     assert pretrained_label({"repo": "google/x", "path": "/"}) == "google/x"
     assert pretrained_label({"repo": "google/x", "path": "", "revision": "v1"}) == "google/x@v1"
+
+
+def test_a_hub_folder_of_an_unsupported_family_is_refused_at_dry_run(tmp_path):
+    config = _hub_folder(tmp_path, hidden_size=64, num_hidden_layers=4, num_attention_heads=4)
+    folder = Path(config["models"]["ext"]["name"])
+    raw = {"model_type": "bloom", "architectures": ["BloomForCausalLM"], "n_layer": 4}
+    (folder / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(
+        UserInputError,
+        match=r"^models\.ext\.name: BloomForCausalLM \(model_type 'bloom'\) is not an "
+        r"architecture prunescope knows: .*Llama, .*GPT-2, GPT-NeoX \(Pythia\), OPT",
+    ):
+        check_config(config)
+
+
+def test_gpt2_widths_are_read_under_their_own_names(tmp_path):
+    """GPT-2's config.json says n_embd, n_layer, n_head and leaves n_inner null (4 x n_embd):
+    the dry-run checks still see its depth and widths."""
+    config = _hub_folder(tmp_path)
+    folder = Path(config["models"]["ext"]["name"])
+    raw = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_embd": 64}
+    raw |= {"n_layer": 3, "n_head": 4, "n_inner": None, "vocab_size": 100}
+    (folder / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(UserInputError, match=r"models.ext.layers: layer 3 is past .* \(3 layers"):
+        check_config(config)
+    config["models"]["ext"]["layers"] = [2]
+    config["models"]["ext"]["grid"] = {"magnitude_3of5": [0.6]}
+    with pytest.raises(UserInputError, match="hidden_size is 64 in its config.json"):
+        check_config(config)
+    shape = model_shape(config, "ext")
+    assert (shape["hidden_size"], shape["intermediate_size"]) == (64, 256)
+    assert shape["num_hidden_layers"] == 3 and shape["num_attention_heads"] == 4

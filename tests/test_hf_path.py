@@ -1,4 +1,4 @@
-"""The `source: hf` path end to end on tiny random Llama, Gemma 2 and Gemma 3 folders.
+"""The `source: hf` path end to end on a tiny random model of every supported family.
 
 save_pretrained_copy -> load_causal_lm -> prune (Wanda, layer by layer) ->
 perplexity -> residual capture into the HDF5 cache: what the workflow does
@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 from test_models import DEPTH, VOCAB, tiny_tokenizer
-from tiny_lms import ARCHITECTURES, tiny_causal_lm
+from tiny_lms import FAMILIES_TESTED, tiny_causal_lm
 
 from prunescope.activations import capture_activations, read_cache_info
 from prunescope.checkpoints import save_pretrained_copy, save_pruned
@@ -21,7 +21,7 @@ from prunescope.perplexity import perplexity
 from prunescope.pruning import prune_model
 
 
-@pytest.fixture(scope="module", params=list(ARCHITECTURES))
+@pytest.fixture(scope="module", params=list(FAMILIES_TESTED))
 def hub_folder(request, tmp_path_factory):
     source = tmp_path_factory.mktemp(f"{request.param}-hub")
     tiny_causal_lm(request.param, VOCAB, num_hidden_layers=DEPTH).save_pretrained(source)

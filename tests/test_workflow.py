@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -391,3 +392,68 @@ def check_pretrained_sae_tables(run: Path) -> None:
         rates = numbers.difference(counts)
         pd.testing.assert_frame_equal(theirs[rates], ours[rates], rtol=0, atol=0.02)
         assert (theirs[counts] - ours[counts]).abs().max().max() <= 2, name
+
+
+def _byte_level_tokenizer(text: str, vocab_size: int):
+    """A byte-level BPE trained on ``text``: real subwords, as a hub model's tokenizer has."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    specials = ["<bos>", "<eos>", "<pad>"]
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    backend.train_from_iterator([text], trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>"
+    )
+
+
+@pytest.mark.slow
+def test_a_tiny_gpt2_and_a_tiny_pythia_run_the_whole_lm_study(tmp_path):
+    """GPT-2 (Conv1D projections) and GPT-NeoX (fused q/k/v, parallel residual) folders,
+    configured as hub models: every LM table is built from them."""
+    import inspect
+    import os
+
+    import pandas as pd
+    from tiny_lms import tiny_causal_lm
+
+    text = inspect.getsource(os)  # a few thousand lines of real Python
+    models = {}
+    for arch in ("gpt2", "gpt_neox"):
+        folder = tmp_path / f"hub-{arch}"
+        tokenizer = _byte_level_tokenizer(text, 512)
+        model = tiny_causal_lm(
+            arch, len(tokenizer), num_hidden_layers=2, max_position_embeddings=128
+        )
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        models[arch] = folder
+    config = yaml.safe_load((ROOT / "configs/smoke.yaml").read_text())
+    config.pop("align", None)
+    config["models"] = {
+        arch: {"source": "hf", "name": str(folder), "corpus": "stdlib", "layers": [1]}
+        for arch, folder in models.items()
+    }
+    config["analysis"]["ablation"]["conditions"] = {arch: "wanda-0.3" for arch in models}
+    work = copy_workflow(tmp_path / "work")
+    (work / "families.yaml").write_text(yaml.safe_dump(config))
+    snakemake("--cores", "2", "--configfile", "families.yaml", cwd=work)
+    table1 = pd.read_csv(work / "results/tables/table1.csv")
+    assert set(table1["model"]) == set(models)
+    for arch in models:
+        report = json.loads(
+            (work / f"results/models/{arch}/wanda-0.3/pruning_report.json").read_text()
+        )
+        assert len(report["per_matrix"]) == 2 * 4  # two blocks, four projections each
+        for name, matrix in report["per_matrix"].items():
+            assert matrix["sparsity"] == pytest.approx(0.3, abs=0.02), (arch, name)
+    for name in ("table2", "table3", "table4", "table3_activation"):
+        table = pd.read_csv(work / f"results/tables/{name}.csv")
+        assert set(table["model"]) == set(models), name

@@ -41,6 +41,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from prunescope.architectures import stream_width
 from prunescope.models import check_layer_index, decoder_layers
 from prunescope.sae import TopKSAE
 
@@ -280,7 +281,7 @@ def _check_inputs(
         raise ValueError(
             f"prompt context {prompts.shape[1]} exceeds the model's {max_positions} positions"
         )
-    hidden_size = model.get_input_embeddings().embedding_dim
+    hidden_size = stream_width(model)
     if sae.d_model != hidden_size:
         raise ValueError(f"SAE d_model {sae.d_model} differs from the model width {hidden_size}")
     features = [int(f) for f in np.asarray(features, dtype=np.int64).reshape(-1)]

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from prunescope.architectures import stream_width
 from prunescope.artifacts import CorruptFileError, damaged, nan_or_inf, open_hdf5, reading
 from prunescope.errors import UserInputError
 from prunescope.io import atomic_path
@@ -197,7 +198,7 @@ def capture_activations(
     if device is not None:
         model.to(device)
     device = next(model.parameters()).device
-    d_model = model.get_input_embeddings().embedding_dim
+    d_model = stream_width(model)
     rows_per_window = context - skip_positions
     n_rows = {name: windows.shape[0] * rows_per_window for name, windows in splits.items()}
     where = ", ".join(f"{k} {provenance[k]}" for k in ("model", "condition") if k in provenance)

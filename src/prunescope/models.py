@@ -13,6 +13,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from prunescope.architectures import (
+    decoder_blocks,
+    family_for,
+    prunable_matrices,
+    standard_widths,
+)
 from prunescope.artifacts import CorruptFileError, damaged, read_safetensors_header
 from prunescope.errors import UserInputError, keyed, listed
 from prunescope.hub import first_line, only_a_path
@@ -90,6 +96,7 @@ def _load_from_folder(folder: Path, dtype: str, key: str | None):
     _require_known_architecture(folder, key)
     with _unreadable(folder, key, "has a config.json transformers cannot read"):
         config = AutoConfig.from_pretrained(folder)
+    check_family(config, key)
     check_dtype_for_model(config.model_type, dtype)
     with _unreadable(folder, key, "cannot be loaded as a causal language model"):
         model, loading = AutoModelForCausalLM.from_pretrained(
@@ -139,6 +146,7 @@ def _load_from_hub(name: str, dtype: str, revision: str | None, key: str | None)
     what = f"hub model {name}" + (f" at revision {revision}" if revision else "")
     with _from_hub(name, what, revision, key):
         config = AutoConfig.from_pretrained(name, revision=revision)
+    check_family(config, key)  # before the weights are downloaded
     check_dtype_for_model(config.model_type, dtype)
     with _from_hub(name, what, revision, key):
         model, loading = AutoModelForCausalLM.from_pretrained(
@@ -204,11 +212,11 @@ def _from_hub(name: str, what: str, revision: str | None, key: str | None) -> It
 
 def residual_width(folder: str | Path) -> int:
     """The width of a saved model's residual stream (``hidden_size`` of its config.json, or
-    of the language model's part of a multimodal one)."""
+    of the language model's part of a multimodal one; GPT-2 calls it ``n_embd``)."""
     config_path = Path(folder) / "config.json"
     config = read_json(config_path, "model file")
     text = config.get("text_config") or config
-    width = text.get("hidden_size") if isinstance(text, dict) else None
+    width = standard_widths(text).get("hidden_size") if isinstance(text, dict) else None
     if not isinstance(width, int) or width < 1:
         raise damaged(MODEL_FOLDER, folder, f"has a config.json without a hidden_size ({width!r})")
     return width
@@ -321,6 +329,13 @@ def _unreadable(folder: Path, key: str | None, problem: str) -> Iterator[None]:
         raise _folder_damage(folder, key, f"{problem} ({first_line(err)})") from err
 
 
+def check_family(config, key: str | None = None) -> None:
+    """Refuse a model whose family ``prunescope.architectures`` does not describe, naming
+    the key that chose it, its class and the supported families."""
+    classes = getattr(config, "architectures", None) or []
+    family_for(config.model_type, classes[0] if classes else None, key)
+
+
 def check_dtype_for_model(model_type: str, dtype: str) -> None:
     if dtype == "float16" and model_type.startswith("gemma"):
         raise UserInputError(
@@ -330,15 +345,8 @@ def check_dtype_for_model(model_type: str, dtype: str) -> None:
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The list of transformer blocks of a decoder-only HF model."""
-    for owner in (getattr(model, "model", None), model):
-        layers = getattr(owner, "layers", None)
-        if isinstance(layers, nn.ModuleList):
-            return layers
-        inner = getattr(owner, "language_model", None)
-        if inner is not None and isinstance(getattr(inner, "layers", None), nn.ModuleList):
-            return inner.layers
-    raise TypeError(f"cannot find the decoder layers of {type(model).__name__}")
+    """The list of transformer blocks of a decoder-only HF model (``architectures``)."""
+    return decoder_blocks(model)
 
 
 def check_layer_index(model: nn.Module, layer: int, key: str = "layer") -> None:
@@ -350,17 +358,13 @@ def check_layer_index(model: nn.Module, layer: int, key: str = "layer") -> None:
         )
 
 
-def prunable_linears(model: nn.Module) -> dict[str, nn.Linear]:
-    """Every ``nn.Linear`` inside the decoder blocks, by qualified name.
+def prunable_linears(model: nn.Module) -> dict[str, nn.Module]:
+    """Every prunable matrix inside the decoder blocks, by qualified name: the family's
+    projections (``architectures.prunable_matrices``), ``nn.Linear`` or GPT-2's ``Conv1D``.
 
     Embeddings and ``lm_head`` sit outside the blocks and are never returned.
     """
-    out: dict[str, nn.Linear] = {}
-    for i, block in enumerate(decoder_layers(model)):
-        for name, module in block.named_modules():
-            if isinstance(module, nn.Linear):
-                out[f"layers.{i}.{name}"] = module
-    return out
+    return prunable_matrices(model)
 
 
 class _StopForward(Exception):

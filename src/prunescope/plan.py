@@ -13,6 +13,7 @@ import re
 from decimal import Decimal
 from pathlib import Path
 
+from prunescope.architectures import family_for, standard_widths
 from prunescope.errors import UserInputError
 from prunescope.hub import only_a_path
 
@@ -313,6 +314,9 @@ def _check_model(config: dict, name: str, spec: dict) -> None:
     if spec.get("grid"):
         _check_grid(f"{key}.grid", spec["grid"])
     shape = model_shape(config, name)
+    if shape is not None and spec["source"] == "hf" and "model_type" in shape:
+        classes = shape.get("architectures") or [None]
+        family_for(str(shape["model_type"]), classes[0], key=f"{key}.name")
     if shape is not None:
         check_model_shape(config, name, shape)
     if spec["source"] == "local":
@@ -380,7 +384,10 @@ def model_shape(config: dict, model: str) -> dict | None:
             except (OSError, ValueError):
                 return None  # the job that loads the folder names the damage
             shape = raw.get("text_config") or raw  # multimodal configs nest the LM's
-            return shape if isinstance(shape, dict) else None
+            if not isinstance(shape, dict) or not isinstance(raw, dict):
+                return None
+            # the classes the checkpoint was saved as, and the widths under standard names
+            return standard_widths({"architectures": raw.get("architectures"), **shape})
     return None
 
 

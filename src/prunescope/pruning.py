@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from prunescope.architectures import block_projections, family_of, input_width, weight_matrix
 from prunescope.errors import UserInputError
 from prunescope.models import decoder_layers, prunable_linears
 
@@ -169,9 +170,9 @@ class SparseGPT:
     not-yet-visited columns through the Cholesky factor of ``H^-1``.
     """
 
-    def __init__(self, layer: nn.Linear):
+    def __init__(self, layer: nn.Module):
         self.layer = layer
-        self.columns = layer.weight.shape[1]
+        self.columns = input_width(layer)
         self.H = torch.zeros(self.columns, self.columns, device=layer.weight.device)
         self.nsamples = 0
 
@@ -191,7 +192,8 @@ class SparseGPT:
         percdamp: float = 0.01,
         nm: tuple[int, int] | None = None,
     ) -> None:
-        """Prune and update ``layer.weight`` in place.
+        """Prune and update the layer's weight in place (as ``(out, in)``, so a GPT-2
+        ``Conv1D`` is pruned along its inputs too).
 
         Unstructured: each block of ``blocksize`` columns loses its share of
         ``round(sparsity * numel)`` weights (shares rounded cumulatively so the
@@ -200,8 +202,8 @@ class SparseGPT:
         """
         if self.nsamples == 0:
             raise ValueError("SparseGPT.prune called before any add_batch: no calibration inputs")
-        weight = self.layer.weight
-        W = weight.detach().clone().float()
+        weight = weight_matrix(self.layer)
+        W = weight.clone().float()
         rows, cols = W.shape
         if nm is not None:
             n, m = nm
@@ -249,7 +251,7 @@ class SparseGPT:
                 Err1[:, i] = err
             W[:, i1:i2] = Q1
             W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]
-        weight.data.copy_(W.to(weight.dtype))
+        weight.copy_(W.to(weight.dtype))
 
     @staticmethod
     def _inverse_cholesky(H: Tensor, percdamp: float) -> Tensor:
@@ -332,9 +334,9 @@ def run_layer(layer: nn.Module, hidden: Tensor, call: tuple[tuple, dict]) -> Ten
 def prune_layerwise(
     model: nn.Module,
     calibration_ids: Tensor,
-    make_collector: Callable[[nn.Linear], object],
+    make_collector: Callable[[nn.Module], object],
     collect: Callable[[object, Tensor], None],
-    prune_linear: Callable[[str, nn.Linear, object], None],
+    prune_linear: Callable[[str, nn.Module, object], None],
     *,
     batch_size: int,
     device: torch.device,
@@ -346,13 +348,12 @@ def prune_layerwise(
     prunes each linear from its collector; and the pruned layer is re-run to
     give layer i+1 its inputs (the sequential scheme of Wanda and SparseGPT).
     """
-    layers = decoder_layers(model)
+    layers, family = decoder_layers(model), family_of(model)
     hidden, calls = capture_layer_calls(model, calibration_ids, batch_size, device)
     for i, layer in enumerate(tqdm(layers, desc="pruning layers", file=sys.stderr, mininterval=10)):
         linears = {
             f"layers.{i}.{name}": module
-            for name, module in layer.named_modules()
-            if isinstance(module, nn.Linear)
+            for name, module in block_projections(layer, family).items()
         }
         collectors = {name: make_collector(module) for name, module in linears.items()}
 
@@ -379,9 +380,9 @@ def prune_layerwise(
 class _ColumnSquares:
     """Running per-input-column sum of squares, the quantity Wanda's norm needs."""
 
-    def __init__(self, layer: nn.Linear):
+    def __init__(self, layer: nn.Module):
         self.sum_sq = torch.zeros(
-            layer.in_features, dtype=torch.float64, device=layer.weight.device
+            input_width(layer), dtype=torch.float64, device=layer.weight.device
         )
 
     def add(self, inp: Tensor) -> None:
@@ -426,10 +427,11 @@ def measure_sparsity(model: nn.Module) -> tuple[float, dict[str, dict]]:
     per_matrix = {}
     zeros_total = numel_total = 0
     for name, module in prunable_linears(model).items():
-        zeros = int((module.weight == 0).sum())
-        numel = module.weight.numel()
+        weight = weight_matrix(module)
+        zeros = int((weight == 0).sum())
+        numel = weight.numel()
         per_matrix[name] = {
-            "shape": list(module.weight.shape),
+            "shape": list(weight.shape),  # (out, in), also for a Conv1D stored (in, out)
             "sparsity": zeros / numel,
             "zeros": zeros,
             "numel": numel,
@@ -457,10 +459,10 @@ def _check_arguments(model, method, sparsity, calibration_ids, granularity, nm, 
                 f"is {sparsity}; pass sparsity = n/m"
             )
         for name, module in prunable_linears(model).items():
-            if module.in_features % nm[1]:
+            if input_width(module) % nm[1]:
                 raise UserInputError(
                     f"{nm[0]}:{nm[1]} pruning splits each row's inputs into groups of {nm[1]}, "
-                    f"but {name} has {module.in_features} inputs; leave the _{nm[0]}of{nm[1]} "
+                    f"but {name} has {input_width(module)} inputs; leave the _{nm[0]}of{nm[1]} "
                     "method out of this model's grid"
                 )
     if method == "magnitude":
@@ -540,25 +542,27 @@ def prune_model(
     }
 
 
-def _apply_mask(module: nn.Linear, keep: Tensor) -> None:
-    module.weight.data.mul_(keep.to(module.weight.dtype))
+def _apply_mask(module: nn.Module, keep: Tensor) -> None:
+    """Zero what ``keep`` (``(out, in)``) drops, through the view a Conv1D needs."""
+    weight = weight_matrix(module)
+    weight.mul_(keep.to(weight.dtype))
 
 
 def _prune_magnitude(model: nn.Module, sparsity: float, nm: tuple[int, int] | None) -> str:
     linears = list(prunable_linears(model).values())
     if nm is not None:
         for module in linears:
-            _apply_mask(module, nm_mask(_abs32(module.weight), *nm))
+            _apply_mask(module, nm_mask(_abs32(weight_matrix(module)), *nm))
         return "n:m"
-    masks = magnitude_mask_global([m.weight for m in linears], sparsity)
+    masks = magnitude_mask_global([weight_matrix(m) for m in linears], sparsity)
     for module, keep in zip(linears, masks, strict=True):
         _apply_mask(module, keep)
     return "global"
 
 
 def _prune_wanda(model, sparsity, calibration_ids, granularity, nm, batch_size, device) -> str:
-    def prune_linear(name: str, module: nn.Linear, stats: _ColumnSquares) -> None:
-        scores = wanda_scores(module.weight, stats.norm())
+    def prune_linear(name: str, module: nn.Module, stats: _ColumnSquares) -> None:
+        scores = wanda_scores(weight_matrix(module), stats.norm())
         if nm is not None:
             keep = nm_mask(scores, *nm)
         elif granularity == "row":
@@ -582,7 +586,7 @@ def _prune_wanda(model, sparsity, calibration_ids, granularity, nm, batch_size, 
 def _prune_sparsegpt(
     model, sparsity, calibration_ids, nm, blocksize, percdamp, batch_size, device
 ) -> str:
-    def prune_linear(name: str, module: nn.Linear, gpt: SparseGPT) -> None:
+    def prune_linear(name: str, module: nn.Module, gpt: SparseGPT) -> None:
         try:
             gpt.prune(sparsity, blocksize=blocksize, percdamp=percdamp, nm=nm)
         except RuntimeError as err:
