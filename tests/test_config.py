@@ -157,6 +157,9 @@ def test_ordinary_hub_and_dataset_names_are_accepted():
     config["models"]["gemma-2-2b"]["corpus"] = "fineweb-edu"
     config = _renamed(config, "corpora", "x", "fineweb-edu")
     config["analysis"]["ablation"]["conditions"] = {"gemma-2-2b": "wanda-0.4"}
+    config["models"]["gemma-2-2b"]["pretrained_saes"] = {
+        2: "results/saelens/gemma-2-2b/dense/L2/seed1"
+    }
     check_names(config)
     validated(config)
 
@@ -669,7 +672,7 @@ def test_a_pretrained_sae_that_cannot_be_read_is_refused_naming_its_key(sae_fold
     [
         "results/saelens/tiny/dense/L2/seed1",  # not there yet: the SAELens export rule writes it
         "./results/saelens/tiny/dense/L2/seed1",
-        {"path": "results/sae/tiny/dense/L2/seed1", "label": "ours, another seed"},
+        {"path": "results/saelens/tiny/wanda-0.4/L2/seed2", "label": "ours, another seed"},
         {"repo": GEMMA, "path": "layer_2/width_16k/average_l0_71", "revision": "main"},
         {"repo": "someone/not-downloaded", "path": ""},
     ],
@@ -754,3 +757,21 @@ def test_gpt2_widths_are_read_under_their_own_names(tmp_path):
     shape = model_shape(config, "ext")
     assert (shape["hidden_size"], shape["intermediate_size"]) == (64, 256)
     assert shape["num_hidden_layers"] == 3 and shape["num_attention_heads"] == 4
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "results/sae/tiny/dense/L2/seed1",  # files, not a folder a rule writes
+        "results/saelens/other/dense/L2/seed1",  # no such model in this config
+        "results/saelens/tiny/dense/L2/seed9",  # no such seed
+    ],
+)
+def test_a_results_path_this_run_does_not_write_is_refused_at_dry_run(sae_folder, path):
+    config = _with_pretrained({2: path}, layers=[2])
+    with pytest.raises(
+        UserInputError,
+        match=rf"^{KEY}\.2: SAE path '{re.escape(path)}' does not exist, and this run "
+        r"writes no SAE folder there \(the ones it writes are its SAELens exports",
+    ):
+        check_config(config)

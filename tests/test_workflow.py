@@ -122,12 +122,16 @@ def test_dashes_in_names_and_tiny_sparsities_plan_like_any_other(tmp_path):
     config["models"]["gemma-2-2b"] = config["models"].pop("tiny")
     config["corpora"]["fineweb-edu"] = config["corpora"].pop("stdlib")
     config["models"]["gemma-2-2b"]["corpus"] = "fineweb-edu"
+    config["models"]["gemma-2-2b"]["pretrained_saes"] = {
+        1: "results/saelens/gemma-2-2b/dense/L1/seed0"
+    }
     config["pruning"]["grid"]["magnitude"] = [0.00001, 0.3]
     path = tmp_path / "dashes.yaml"
     path.write_text(yaml.safe_dump(config))
     out = snakemake("-n", "--configfile", str(path), "--directory", str(tmp_path))
     assert "results/models/gemma-2-2b/magnitude-0.00001" in out
     assert "results/corpus/fineweb-edu/train.jsonl" in out
+    assert "results/pretrained_sae/gemma-2-2b/L1" in out
 
 
 def test_rule_files_pass_lint_and_format():

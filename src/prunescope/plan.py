@@ -295,6 +295,9 @@ def check_config(config: dict) -> None:
             )
     _check_analysis(config)
     _check_token_budgets(config)
+    # last: a pretrained SAE's path is checked against the SAE folders the grid writes
+    for name, spec in config["models"].items():
+        _check_pretrained_saes(config, name, spec)
 
 
 def _check_corpus(name: str, corpus: dict) -> None:
@@ -352,7 +355,6 @@ def _check_model(config: dict, name: str, spec: dict) -> None:
                 "float16 at deep layers (use bfloat16 or float32)"
             )
     # last: the model's own layers, depth and folder are what a wrong layer is told against
-    _check_pretrained_saes(config, name, spec)
 
 
 # LlamaConfig's defaults, for what a local model's architecture block leaves out.
@@ -605,7 +607,7 @@ def _check_pretrained_saes(config: dict, model: str, spec: dict) -> None:
             )
         source = pretrained_source(entry)
         if isinstance(source, str):
-            _check_local_sae(entry_key, source)
+            _check_local_sae(config, entry_key, source)
         if pretrained_label(entry) == trained_sae_label(config):
             raise UserInputError(
                 f"{entry_key} is labelled {pretrained_label(entry)!r}, the name the tables "
@@ -613,20 +615,25 @@ def _check_pretrained_saes(config: dict, model: str, spec: dict) -> None:
             )
 
 
-def _check_local_sae(entry_key: str, source: str) -> None:
-    """A local SAE exists, or is a rule's output under results/; never the imported copy
-    itself, which its own import would then have to read."""
+def _check_local_sae(config: dict, entry_key: str, source: str) -> None:
+    """A local SAE exists, or is a folder this run writes (one of its SAELens exports);
+    never the imported copy itself, which its own import would then have to read."""
     path = Path(source).expanduser()
     if path.is_relative_to(PRETRAINED_SAE_ROOT):
         raise UserInputError(
             f"{entry_key}: SAE path {source!r} is inside {PRETRAINED_SAE_ROOT}/, where the "
             "workflow keeps its own copies of pretrained SAEs; name the original instead"
         )
-    if not (path.exists() or path.parts[:1] == ("results",)):
-        raise UserInputError(
-            f"{entry_key}: SAE path {source!r} does not exist (for a hub SAE write "
-            "{repo: <owner/name>, path: <folder or weights file>})"
+    if path.exists() or path in {Path(folder) for folder in saelens_exports(config)}:
+        return
+    if path.parts[:1] == ("results",):
+        why = (
+            ", and this run writes no SAE folder there (the ones it writes are its SAELens "
+            "exports, results/saelens/<model>/<condition>/L<layer>/seed<seed>)"
         )
+    else:
+        why = " (for a hub SAE write {repo: <owner/name>, path: <folder or weights file>})"
+    raise UserInputError(f"{entry_key}: SAE path {source!r} does not exist{why}")
 
 
 def pruned_conditions(config: dict, model: str) -> list[str]:
