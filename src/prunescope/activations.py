@@ -105,6 +105,14 @@ def all_finite(values: torch.Tensor) -> bool:
     return bool(torch.isfinite(values.sum())) or bool(torch.isfinite(values).all())
 
 
+def require_finite_rows(rows: torch.Tensor, start: int, source: str) -> None:
+    """Refuse a batch of activation rows holding NaN or Inf, naming ``source`` and the first
+    such row's index in it (``start`` is the batch's first row)."""
+    if not all_finite(rows):
+        row = int((~torch.isfinite(rows)).any(-1).nonzero()[0])
+        raise FloatingPointError(f"{source} has {nan_or_inf(rows[row])} in row {start + row}")
+
+
 class ChunkWriter:
     """Appends rows, in order, to a chunked unfiltered 2-D dataset, one whole chunk at a time.
 

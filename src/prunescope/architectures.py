@@ -251,6 +251,15 @@ def input_width(module: nn.Module) -> int:
     return weight_matrix(module).shape[1]
 
 
+def language_model_config(raw: dict) -> dict:
+    """A config.json as the language model sees it: a multimodal one's ``text_config``
+    (with the checkpoint's ``architectures``), widths also under the standard names."""
+    text = raw.get("text_config") or raw
+    if not isinstance(text, dict):
+        return {}
+    return standard_widths({"architectures": raw.get("architectures"), **text})
+
+
 def standard_widths(config: dict) -> dict:
     """A config.json with the family's own names for its widths also under the standard
     ones (``hidden_size``, ``num_hidden_layers``, ``num_attention_heads``,
@@ -278,6 +287,7 @@ __all__ = [
     "input_width",
     "is_prunable",
     "is_transposed",
+    "language_model_config",
     "prunable_matrices",
     "standard_widths",
     "stream_width",

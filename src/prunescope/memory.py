@@ -32,7 +32,7 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from prunescope.architectures import standard_widths
+from prunescope.architectures import language_model_config
 from prunescope.errors import UserInputError
 from prunescope.plan import model_grid, model_shape, parse_method
 
@@ -205,7 +205,7 @@ class ModelShape:
     def from_hf_config(cls, hf_config: Mapping, model: str = "") -> ModelShape:
         """A transformers config (``config.json`` as a dict, or ``config.to_dict()``)."""
         # multimodal configs nest the LM's; GPT-2 and OPT name some widths their own way
-        cfg = standard_widths(hf_config.get("text_config") or hf_config)
+        cfg = language_model_config(dict(hf_config))
         model_type = str(cfg.get("model_type", ""))
         heads = int(cfg["num_attention_heads"])
         hidden = int(cfg["hidden_size"])

@@ -16,8 +16,8 @@ from torch import nn
 from prunescope.architectures import (
     decoder_blocks,
     family_for,
+    language_model_config,
     prunable_matrices,
-    standard_widths,
 )
 from prunescope.artifacts import CorruptFileError, damaged, read_safetensors_header
 from prunescope.errors import UserInputError, keyed, listed
@@ -215,8 +215,7 @@ def residual_width(folder: str | Path) -> int:
     of the language model's part of a multimodal one; GPT-2 calls it ``n_embd``)."""
     config_path = Path(folder) / "config.json"
     config = read_json(config_path, "model file")
-    text = config.get("text_config") or config
-    width = standard_widths(text).get("hidden_size") if isinstance(text, dict) else None
+    width = language_model_config(config).get("hidden_size") if isinstance(config, dict) else None
     if not isinstance(width, int) or width < 1:
         raise damaged(MODEL_FOLDER, folder, f"has a config.json without a hidden_size ({width!r})")
     return width

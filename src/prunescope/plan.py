@@ -13,7 +13,7 @@ import re
 from decimal import Decimal
 from pathlib import Path
 
-from prunescope.architectures import family_for, standard_widths
+from prunescope.architectures import family_for, language_model_config
 from prunescope.errors import UserInputError
 from prunescope.hub import only_a_path
 
@@ -385,11 +385,7 @@ def model_shape(config: dict, model: str) -> dict | None:
                 raw = json.loads(found.read_text())
             except (OSError, ValueError):
                 return None  # the job that loads the folder names the damage
-            shape = raw.get("text_config") or raw  # multimodal configs nest the LM's
-            if not isinstance(shape, dict) or not isinstance(raw, dict):
-                return None
-            # the classes the checkpoint was saved as, and the widths under standard names
-            return standard_widths({"architectures": raw.get("architectures"), **shape})
+            return language_model_config(raw) if isinstance(raw, dict) else None
     return None
 
 
@@ -520,6 +516,7 @@ def ablation_ranking(config: dict, model: str, layer: int, cond: str, side: str)
 # --- SAEs trained elsewhere (models.<m>.pretrained_saes) ----------------------------------------
 
 PRETRAINED_SAE_ROOT = "results/pretrained_sae"
+"""Where the imported copies of pretrained SAEs live, each with ``source.json``."""
 HUB_SAE_KEYS = ("repo", "path", "revision")
 
 
@@ -566,11 +563,6 @@ def pretrained_layers(config: dict) -> list[tuple[str, int]]:
     return [
         (model, layer) for model in config["models"] for layer in pretrained_saes(config, model)
     ]
-
-
-def pretrained_sae_dir(model: str, layer: int | str) -> str:
-    """The imported copy of a pretrained SAE, with ``source.json`` saying where it came from."""
-    return f"{PRETRAINED_SAE_ROOT}/{model}/L{layer}"
 
 
 def pretrained_transfer_path(model: str, layer: int | str, cond: str) -> str:

@@ -23,7 +23,12 @@ from safetensors.torch import save_file
 from torch import nn
 from tqdm import tqdm
 
-from prunescope.activations import CACHE, check_capture_settings, read_cache_info
+from prunescope.activations import (
+    CACHE,
+    check_capture_settings,
+    read_cache_info,
+    require_finite_rows,
+)
 from prunescope.artifacts import damaged, nan_or_inf, open_hdf5, read_safetensors, require_file
 from prunescope.errors import UserInputError
 from prunescope.io import atomic_path, read_json, write_json
@@ -460,9 +465,7 @@ def evaluate_sae(sae: TopKSAE, rows, batch_size: int, source: str = "activations
     fired = torch.zeros(sae.d_sae, dtype=torch.float64, device=device)
     for start in range(0, n_rows, batch_size):
         x = torch.as_tensor(np.asarray(rows[start : start + batch_size])).to(device, torch.float32)
-        if not torch.isfinite(x).all():
-            row = int((~torch.isfinite(x)).any(-1).nonzero()[0])
-            raise FloatingPointError(f"{source} has {nan_or_inf(x[row])} in row {start + row}")
+        require_finite_rows(x, start, source)
         out = sae(x)
         diff = (out.x_hat - out.x_hat_rec).double()
         error_norm = error_norm + diff.pow(2).sum()

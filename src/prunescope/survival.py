@@ -24,8 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from prunescope.activations import all_finite
-from prunescope.artifacts import nan_or_inf
+from prunescope.activations import require_finite_rows
 from prunescope.errors import UserInputError
 from prunescope.matching import PAPER_TAUS, check_taus, full_float32_matmul
 from prunescope.sae import TopKSAE
@@ -321,9 +320,7 @@ def _check_same_rows(first, second, names: tuple[str, str]) -> None:
 @torch.no_grad()
 def encode_rows(encoder: LatentEncoder, rows: torch.Tensor, start: int, source: str):
     """Latents of ``rows`` (starting at row ``start`` of ``source``), checked."""
-    if not all_finite(rows):
-        row = int((~torch.isfinite(rows)).any(-1).nonzero()[0])
-        raise FloatingPointError(f"{source} has {nan_or_inf(rows[row])} in row {start + row}")
+    require_finite_rows(rows, start, source)
     latents = encoder.encode(rows)
     if not torch.is_tensor(latents) or tuple(latents.shape) != (len(rows), encoder.d_sae):
         got = tuple(latents.shape) if torch.is_tensor(latents) else type(latents).__name__

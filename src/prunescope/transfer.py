@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from prunescope.activations import require_finite_rows
 from prunescope.analysis import condition_columns
-from prunescope.artifacts import nan_or_inf
 
 TABLE2_COLUMNS = [
     "model",
@@ -52,9 +52,7 @@ def reconstruction_metrics(sae, rows, batch_size: int, source: str = "activation
     fired = torch.zeros(sae.d_sae, dtype=torch.bool)
     for start in range(0, n_rows, batch_size):
         x = torch.as_tensor(np.asarray(rows[start : start + batch_size]), dtype=torch.float32)
-        if not torch.isfinite(x).all():
-            row = int((~torch.isfinite(x)).any(-1).nonzero()[0])
-            raise FloatingPointError(f"{source} has {nan_or_inf(x[row])} in row {start + row}")
+        require_finite_rows(x, start, source)
         z, x_rec = sae.encode_and_reconstruct(x)
         x64 = x.double()
         error += (x64 - x_rec.double().cpu()).pow(2).sum()
