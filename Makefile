@@ -1,4 +1,5 @@
-# Two entry points for a fresh machine: `make run` and `make test`.
+# Two entry points for a fresh machine: `make run` and `make test`; `make check` for
+# day-to-day work (lint and unit tests, no workflow runs, a few minutes).
 # Both create .venv and install the pinned requirements the first time.
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -10,7 +11,7 @@ CONFIG ?= config.yaml
 GPUS := $(shell nvidia-smi -L 2>/dev/null | wc -l)
 GPU_RESOURCES := $(if $(filter-out 0,$(GPUS)),--resources gpu=$(GPUS),)
 
-.PHONY: install install-slurm run smoke test bench lint dry-run clean
+.PHONY: install install-slurm run smoke check test bench lint dry-run clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -35,6 +36,11 @@ dry-run: install
 	$(PY) -m prunescope.configcheck $(CONFIG)
 	$(VENV)/bin/snakemake -n --configfile $(CONFIG)
 
+# The fast lane: every check but the ones that run Snakemake, SLURM or a browser.
+check: lint
+	$(PY) -m pytest -q -m "not slow and not workflow and not slurm and not browser"
+
+# The whole suite, as CI runs it.
 test: install
 	$(PY) -m pytest -q
 

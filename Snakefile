@@ -14,7 +14,8 @@ min_version("9.0")
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from prunescope.configcheck import check_config_file
-from prunescope.plan import check_names, check_removed_keys
+from prunescope.checks import check_names, check_removed_keys
+from prunescope.settings import fill_library_defaults
 
 # A preset given with --configfile replaces the default instead of merging into it.
 if not workflow.overwrite_configfiles:
@@ -25,6 +26,8 @@ if not workflow.overwrite_configfiles:
 
 check_names(config)
 check_removed_keys(config)
+# defaults: the library's settings dataclasses' for the keys they own, then the schema's
+fill_library_defaults(config)
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
@@ -33,19 +36,24 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/lm.smk"
-include: "workflow/rules/analysis.smk"
+include: "workflow/rules/quality.smk"
+include: "workflow/rules/decoder_survival.smk"
+include: "workflow/rules/activation_survival.smk"
+include: "workflow/rules/ablation.smk"
 include: "workflow/rules/report.smk"
 
 
 if config.get("align"):
 
+    include: "workflow/rules/align_common.smk"
     include: "workflow/rules/align.smk"
+    include: "workflow/rules/align_tables.smk"
 
 
 rule all:
     default_target: True
     input:
-        "results/config.yaml",
+        paths.CONFIG_RECORD,
         data_stage_targets(config),
         saelens_exports(config),
         analysis_targets(config),

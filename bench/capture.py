@@ -13,13 +13,13 @@ to the writes, so it is the hardest case for the target.
 The write pattern and chunk shape come from the write-path cases: what a capture does
 after each forward (finite check, copy, stats on the same share of rows, write) on the
 same batches of activations, per chunk size and pattern, against their forward's time.
-The read cases time the SAE trainer's pattern: chunk-aligned contiguous blocks of the
-train rows in a random order (``prunescope.sae.iter_shuffled_batches``).
+The read cases (:mod:`bench.cache_reads`) time the SAE trainer's pattern: chunk-aligned
+contiguous blocks of the train rows in a random order
+(``prunescope.sae.iter_shuffled_batches``).
 """
 
 from __future__ import annotations
 
-import math
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -29,12 +29,14 @@ import h5py
 import numpy as np
 import torch
 
+from bench.cache_reads import sae_reads
 from bench.harness import (
     TINY_ARCHITECTURE,
     default_config,
     interleaved_medians,
     random_llama,
     target,
+    tiny_model_shape,
 )
 from prunescope.activations import (
     DEFAULT_CHUNK_ROWS,
@@ -44,7 +46,6 @@ from prunescope.activations import (
     capture_activations,
 )
 from prunescope.models import residual_hook
-from prunescope.sae import iter_shuffled_batches
 
 TARGET_RATIO = 0.8
 WINDOW_SHARE = 4
@@ -76,13 +77,11 @@ LARGER_ARCHITECTURE = {
 def default_setting() -> dict:
     """The default config's model shape and capture settings, at 1/``WINDOW_SHARE`` scale."""
     config = default_config()
-    model = config["models"]["tiny"]
     capture = config["activations"]
     context = capture["context"]
     return {
-        "architecture": model["architecture"],
-        "vocab_size": model["tokenizer"]["vocab_size"],
-        "layer": model["layers"][0],
+        **tiny_model_shape(config),
+        "layer": config["models"]["tiny"]["layers"][0],
         "context": context,
         "batch_size": capture["batch_size"],
         "train_windows": capture["train_tokens"] // context // WINDOW_SHARE,
@@ -298,73 +297,6 @@ def write_paths(
             }
         )
     return cases
-
-
-# --------------------------------------------------------------------------- SAE reads
-
-
-def sae_reads(
-    n_rows: int, d_model: int, chunk_sizes: tuple[int, ...], folder: Path, repeats: int
-) -> list[dict]:
-    """One epoch of the SAE trainer's block reads, per chunk size, on a page-cached file."""
-    rows = np.random.default_rng(0).standard_normal((n_rows, d_model), dtype=np.float32)
-    cases = []
-    for chunk in chunk_sizes:
-        path = folder / f"read{chunk}.h5"
-        with h5py.File(path, "w", libver=("v110", "latest")) as f:
-            dataset = f.create_dataset(
-                "train", shape=rows.shape, dtype="float32", chunks=(min(chunk, n_rows), d_model)
-            )
-            writer = ChunkWriter(dataset)
-            writer.append(rows)
-            writer.close()
-        with h5py.File(path, "r") as f:
-            dataset = f["train"]
-            times = interleaved_medians(
-                {
-                    "blocks": lambda d=dataset: read_blocks(d),
-                    "epoch": lambda d=dataset: shuffled_epoch(d),
-                },
-                repeats,
-            )
-        path.unlink()
-        megabytes = rows.nbytes / 1e6
-        cases.append(
-            {
-                "case": f"SAE read: {chunk} rows per chunk, d_model {d_model}",
-                "chunk_rows": chunk,
-                "d_model": d_model,
-                "rows": n_rows,
-                "block_rows": sae_block_rows(min(chunk, n_rows)),
-                "block_read_s": times["blocks"]["median_s"],
-                "block_read_mb_per_s": megabytes / times["blocks"]["median_s"],
-                "shuffled_epoch_s": times["epoch"]["median_s"],
-                "shuffled_epoch_rows_per_s": n_rows / times["epoch"]["median_s"],
-            }
-        )
-    return cases
-
-
-def sae_block_rows(chunk: int) -> int:
-    """The block ``iter_shuffled_batches`` reads at once: whole chunks, 1,024 rows or more."""
-    return chunk * max(1, math.ceil(1024 / chunk))
-
-
-def read_blocks(dataset: h5py.Dataset) -> None:
-    """Every block of the dataset once, in a random order (the trainer's reads alone)."""
-    block = sae_block_rows(dataset.chunks[0])
-    n_blocks = math.ceil(dataset.shape[0] / block)
-    for b in torch.randperm(n_blocks, generator=torch.Generator().manual_seed(0)).tolist():
-        np.asarray(dataset[b * block : (b + 1) * block])
-
-
-def shuffled_epoch(dataset: h5py.Dataset, batch_size: int = 1024) -> None:
-    """One epoch of SAE batches from ``iter_shuffled_batches`` (reads and shuffles)."""
-    batches = iter_shuffled_batches(
-        dataset, batch_size, 131_072, torch.Generator().manual_seed(0), torch.device("cpu")
-    )
-    for _ in range(dataset.shape[0] // batch_size):
-        next(batches)
 
 
 # --------------------------------------------------------------------------- entry point

@@ -18,7 +18,6 @@ of the run that wrote it (key ``rule_times``, see :mod:`bench.rule_times`).
 
 from __future__ import annotations
 
-import re
 import resource
 import shutil
 import statistics
@@ -29,6 +28,7 @@ from pathlib import Path
 
 from bench.harness import interleaved_medians, median_seconds, target
 from bench.rule_times import read_benchmarks, rule_totals
+from prunescope.dry_run import planned_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARK_FOLDER = ROOT / "results" / "benchmarks"
@@ -45,22 +45,6 @@ def snakemake_command() -> list[str]:
         return [str(beside)]
     on_path = shutil.which("snakemake")
     return [on_path] if on_path else [sys.executable, "-m", "snakemake"]
-
-
-def job_counts(dry_run_output: str) -> dict[str, int]:
-    """Jobs per rule from the last 'Job stats' table of a dry-run (empty when nothing is
-    to be done)."""
-    if "Job stats:" not in dry_run_output:
-        return {}
-    table = dry_run_output.rsplit("Job stats:", 1)[1]
-    counts = {}
-    for line in table.splitlines()[3:]:
-        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if not match:
-            break
-        counts[match[1]] = int(match[2])
-    counts.pop("total", None)
-    return counts
 
 
 def children_cpu_seconds() -> float:
@@ -134,7 +118,7 @@ def run_tiny() -> dict:
             warmup=0,
         )
         cpu_s = children_cpu_seconds() - started_cpu
-    jobs = job_counts(outputs[-1])
+    jobs = planned_jobs(outputs[-1])
     case = {
         "case": "smoke dry-run",
         "command": f"snakemake -n --configfile {configfile}",
@@ -215,7 +199,7 @@ def run_full() -> dict:
         if name == "startup":
             case["snakemake_version"] = outputs[name].strip().splitlines()[-1]
         else:
-            jobs = job_counts(outputs[name])
+            jobs = planned_jobs(outputs[name])
             case.update(
                 jobs=sum(jobs.values()),
                 jobs_by_rule=jobs,

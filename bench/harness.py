@@ -97,6 +97,13 @@ def default_config() -> dict:
     return yaml.safe_load(DEFAULT_CONFIG.read_text())
 
 
+def tiny_model_shape(config: dict) -> dict:
+    """The ``tiny`` model of a workflow config as the benchmarks build it: its Llama
+    ``architecture`` and its tokenizer's ``vocab_size``."""
+    model = config["models"]["tiny"]
+    return {"architecture": model["architecture"], "vocab_size": model["tokenizer"]["vocab_size"]}
+
+
 def random_llama(vocab_size: int, architecture: dict, device: torch.device) -> torch.nn.Module:
     """A Llama of the given shape, randomly initialised from seed 0, in eval mode, with the
     attention implementation ``from_pretrained`` picks for a saved model (SDPA)."""

@@ -25,6 +25,7 @@ import torch
 
 from bench.harness import interleaved_medians, peak_rss_bytes_of, target
 from prunescope import matching
+from prunescope.settings import PAPER_TAUS, PRIMARY_TAU
 
 SHAPES = {
     "tiny": {"latents": (128, 256, 512), "d_model": 64},
@@ -130,7 +131,7 @@ def measure_size(n: int, d: int, device: str, repeats: int, warmup: int) -> dict
             warmup=warmup,
         )
     rates = results[-1].rates()
-    primary = next(row for row in rates if row["tau"] == matching.PRIMARY_TAU)
+    primary = next(row for row in rates if row["tau"] == PRIMARY_TAU)
     match_s, matmul_s = times["match"]["median_s"], times["matmul"]["median_s"]
     return {
         "case": f"match {n}x{d}",
@@ -138,7 +139,7 @@ def measure_size(n: int, d: int, device: str, repeats: int, warmup: int) -> dict
         "n_a": n,
         "n_b": n,
         "d_model": d,
-        "taus": list(matching.PAPER_TAUS),
+        "taus": list(PAPER_TAUS),
         "block_rows": block_rows,
         "repeats": repeats,
         "match_median_s": match_s,
@@ -151,9 +152,7 @@ def measure_size(n: int, d: int, device: str, repeats: int, warmup: int) -> dict
         "greedy_calls_all_clean": all(
             c["lowest_cos"] is None or c["lowest_cos"] >= np.float32(c["lowest_tau"]) for c in calls
         ),
-        f"rates_at_{matching.PRIMARY_TAU}": {
-            key: primary[key] for key in ("one_way", "mnn", "greedy")
-        },
+        f"rates_at_{PRIMARY_TAU}": {key: primary[key] for key in ("one_way", "mnn", "greedy")},
         "rates": rates,
     }
 

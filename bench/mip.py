@@ -29,11 +29,12 @@ import torch
 import yaml
 
 from bench.harness import target
-from prunescope.align.data import sample_dnf_dataset
-from prunescope.align.mip import refit_on_support, solve_neuron
+from prunescope.align.data import dataset_from_options
+from prunescope.align.mip import MipSettings, refit_on_support, solve_neuron
 from prunescope.align.net import AlignNets, evaluate_nets, train_nets
-from prunescope.align.plan import dataset_options, keep_count
+from prunescope.align.plan import dataset_options
 from prunescope.align.prune import select_mask
+from prunescope.align.structures import keep_count
 
 PRESET = Path(__file__).resolve().parents[1] / "configs/paper.yaml"
 SPARSITY = 0.5
@@ -57,13 +58,7 @@ def train_net(
     options = dataset_options(preset, task, trial=0)
     if samples is not None:
         options = {**options, "n_train": samples, "n_test": samples // 5}
-    data = sample_dnf_dataset(
-        options["literals"],
-        options["n_train"],
-        options["n_test"],
-        active_value=options["active_value"],
-        seed=options["seed"],
-    )
+    data = dataset_from_options(options)
     training = preset["align"]["training"]
     nets = AlignNets.initialise(1, options["literals"], data.classes, seed=0)
     started = time.perf_counter()
@@ -96,16 +91,10 @@ def train_net(
 
 def solve_ours(w, Q, keep, lam_min, setting, mip) -> dict:
     started = time.perf_counter()
-    solution = solve_neuron(
-        w,
-        Q,
-        keep,
-        None,
-        time_limit=setting["time_limit"],
-        gap=mip["gap"],
-        enumerate_limit=mip["enumerate_limit"],
-        lam_min=lam_min,
+    settings = MipSettings(
+        time_limit=setting["time_limit"], gap=mip["gap"], enumerate_limit=mip["enumerate_limit"]
     )
+    solution = solve_neuron(w, Q, keep, None, settings=settings, lam_min=lam_min)
     return {
         "wall_s": time.perf_counter() - started,
         "status": solution.status,

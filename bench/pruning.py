@@ -16,7 +16,13 @@ from __future__ import annotations
 import torch
 from transformers import Gemma2Config, Gemma2ForCausalLM
 
-from bench.harness import TINY_ARCHITECTURE, default_config, interleaved_medians, random_llama
+from bench.harness import (
+    TINY_ARCHITECTURE,
+    default_config,
+    interleaved_medians,
+    random_llama,
+    tiny_model_shape,
+)
 from prunescope.models import prunable_linears
 from prunescope.pruning import prune_model
 
@@ -28,33 +34,13 @@ TINY = {
     "calibration": {"n_tokens": 256, "context": 16, "batch_size": 8},
     "options": {"wanda": {"granularity": "row"}, "sparsegpt": {"blocksize": 128, "percdamp": 0.01}},
 }
-GEMMA2_2B = {
-    "vocab_size": 256_000,
-    "hidden_size": 2304,
-    "intermediate_size": 9216,
-    "num_hidden_layers": 26,
-    "num_attention_heads": 8,
-    "num_key_value_heads": 4,
-    "head_dim": 256,
-    "hidden_activation": "gelu_pytorch_tanh",
-    "max_position_embeddings": 8192,
-    "rms_norm_eps": 1e-6,
-    "query_pre_attn_scalar": 256,
-    "sliding_window": 4096,
-    "attn_logit_softcapping": 50.0,
-    "final_logit_softcapping": 30.0,
-    "tie_word_embeddings": True,
-}
-"""google/gemma-2-2b's config.json dimensions."""
 
 
 def default_setting() -> dict:
     """The default config's tiny model shape, calibration and method options."""
     config = default_config()
-    model = config["models"]["tiny"]
     return {
-        "architecture": model["architecture"],
-        "vocab_size": model["tokenizer"]["vocab_size"],
+        **tiny_model_shape(config),
         "calibration": config["pruning"]["calibration"],
         "options": {name: config["pruning"][name] for name in ("wanda", "sparsegpt")},
     }
@@ -121,10 +107,14 @@ def compare(model: torch.nn.Module, setting: dict, device: torch.device, repeats
 
 
 def gemma2_2b(device: torch.device, **overrides) -> torch.nn.Module:
-    """A randomly initialised model of gemma-2-2b's dimensions, built on ``device``."""
+    """A randomly initialised model of gemma-2-2b's dimensions, built on ``device``.
+
+    transformers' ``Gemma2Config`` defaults are google/gemma-2-2b's config.json dimensions
+    (tests/test_bench.py checks its published parameter count).
+    """
     torch.manual_seed(0)
     with device:
-        return Gemma2ForCausalLM(Gemma2Config(**{**GEMMA2_2B, **overrides})).eval()
+        return Gemma2ForCausalLM(Gemma2Config(**overrides)).eval()
 
 
 def run(size: str) -> dict:

@@ -1,20 +1,18 @@
 """RQ2/RQ4 under activation-level survival: survival at every threshold, Table 3's layout
 and its per-quintile figure."""
 
-import pandas as pd
-
-from prunescope.analysis import activation_survival_tables, write_survival_table
+from prunescope.analysis import activation_survival_tables, read_keyed_tables, write_survival_table
 from prunescope.figures import quintile_lines, save_figure
 from prunescope.runlog import rule_logging
 
 with rule_logging(snakemake.log[0]) as log:
     p = snakemake.params
-    per_feature = {
-        (model, int(layer), cond, sae): pd.read_csv(path)
-        for (model, layer, cond, sae), path in zip(p.conditions, snakemake.input, strict=True)
-    }
     survival, table3, quintiles = activation_survival_tables(
-        per_feature, p.taus, p.primary_tau, n_boot=p.bootstrap, seed=p.seed
+        read_keyed_tables(p.conditions, snakemake.input),
+        p.taus,
+        p.primary_tau,
+        n_boot=p.bootstrap,
+        seed=p.seed,
     )
     write_survival_table(snakemake.output.survival, survival)
     write_survival_table(snakemake.output.table, table3)

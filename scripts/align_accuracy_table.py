@@ -1,15 +1,12 @@
 """Study ALIGN: accuracy, loss, divergence and codes of every variant, per trial and summarised."""
 
-import pandas as pd
-
-from prunescope.align.results import accuracy_summary, accuracy_table
-from prunescope.io import write_csv
+from prunescope.align.jobs import align_accuracy_table
 from prunescope.runlog import rule_logging
 
 with rule_logging(snakemake.log[0]):
-    table = accuracy_table(
-        [pd.read_csv(path) for path in snakemake.input.pruned],
-        [pd.read_csv(path) for path in snakemake.input.finetuned],
+    align_accuracy_table(
+        snakemake.input.pruned,
+        snakemake.input.finetuned,
+        snakemake.output.table,
+        snakemake.output.summary,
     )
-    write_csv(snakemake.output.table, table)
-    write_csv(snakemake.output.summary, accuracy_summary(table))

@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from prunescope.matching import decoder_in_space, match_dictionaries, save_matches
+from prunescope.match_files import save_matches
+from prunescope.matching import decoder_in_space, match_dictionaries
 from prunescope.models import pick_device
 from prunescope.runlog import rule_logging
 from prunescope.sae import load_sae

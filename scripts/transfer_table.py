@@ -1,7 +1,7 @@
 """Table 2 and Figure 3: FVU and L0 of the dense SAE trained here and of any SAE trained
 elsewhere, on every condition's activations."""
 
-from prunescope.figures import line_by_sparsity, save_figure
+from prunescope.figures import save_figure, transfer_lines
 from prunescope.io import read_json, write_csv
 from prunescope.runlog import rule_logging
 from prunescope.transfer import transfer_table
@@ -10,13 +10,4 @@ with rule_logging(snakemake.log[0]) as log:
     table = transfer_table(read_json(path) for path in snakemake.input)
     write_csv(snakemake.output.table, table)
     log.info("\n%s", table.to_string())
-    fig = line_by_sparsity(
-        table,
-        "fvu",
-        None,
-        "FVU on the condition's activations",
-        "RQ3 transfer",
-        True,
-        style="sae_kind",
-    )
-    save_figure(fig, snakemake.output.figure)
+    save_figure(transfer_lines(table), snakemake.output.figure)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.dag import job_counts as planned_jobs  # noqa: F401  (re-exported to the tests)
+from prunescope.dry_run import planned_jobs  # noqa: F401  (re-exported to the tests)
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW_FILES = ("Snakefile", "config.yaml")

@@ -21,9 +21,8 @@ from prunescope.align.experiment import (
     train_dense_net,
 )
 from prunescope.align.hessian import w1_hessian
-from prunescope.align.mip import feature_refit, solutions_frame, solve_layer
+from prunescope.align.mip import MipSettings, feature_refit, solutions_frame, solve_layer
 from prunescope.align.net import AlignNets
-from prunescope.align.plan import keep_count
 from prunescope.align.prune import damped_inverse
 from prunescope.align.results import (
     accuracy_table,
@@ -32,6 +31,7 @@ from prunescope.align.results import (
     standard_error,
     summarise,
 )
+from prunescope.align.structures import keep_count
 
 METHODS = ["mp", "obd", "obs", "mip", "flo", "obs_mask", "mip_mask"]
 
@@ -45,7 +45,10 @@ def trained():
 
 def _mip(dense, sparsity, block=None):
     keep = keep_count(dense["W1"].shape[1], sparsity)
-    mask, weights, solutions = solve_layer(dense["W1"], dense["C0"], keep, block, progress=False)
+    settings = MipSettings(threads=1)
+    mask, weights, solutions = solve_layer(
+        dense["W1"], dense["C0"], keep, block, settings=settings, progress=False
+    )
     return {"mask": mask, "weights": weights}, solutions
 
 

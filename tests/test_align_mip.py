@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from prunescope.align import mip
+from prunescope.align.mip import MipSettings, heuristics, search, supports
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _instance(seed: int, d: int, kind: str = "random") -> tuple[np.ndarray, np.ndarray]:
@@ -111,12 +115,12 @@ def test_feature_refit_refits_every_row():
 )
 def test_count_supports_matches_brute_force(d, keep, block):
     k = mip.max_support_size(d, keep, block)
-    supports = itertools.combinations(range(d), k)
+    candidates = itertools.combinations(range(d), k)
     expected = sum(
-        _feasible(np.isin(np.arange(d), S), keep, block) for S in supports
+        _feasible(np.isin(np.arange(d), S), keep, block) for S in candidates
     )  # fmt: skip
     assert mip.count_supports(d, keep, block) == expected
-    assert sum(1 for _ in mip._iter_supports(d, k, block)) == expected
+    assert sum(1 for _ in supports._iter_supports(d, k, block)) == expected
 
 
 @pytest.mark.parametrize("block", [None, (2, 4)])
@@ -141,7 +145,7 @@ def test_single_greedy_steps_are_exact(seed):
     # pick the best support of its size: this checks both closed-form step scores
     w, C0 = _instance(60 + seed, 7, "ill" if seed % 2 else "random")
     Q = C0 @ C0.T
-    for keep, step in ((6, mip._backward_elimination), (1, mip._forward_selection)):
+    for keep, step in ((6, heuristics._backward_elimination), (1, heuristics._forward_selection)):
         support = step(w, Q, keep, None)
         assert support.sum() == keep
         np.testing.assert_allclose(
@@ -163,7 +167,9 @@ def test_greedy_support_is_feasible_and_never_beaten_by_solver_answer(d, keep, b
     assert greedy.sum() == mip.max_support_size(d, keep, block)
     greedy_objective = mip.refit_on_support(w, Q, greedy)[1]
     for limit in (0, 10**6):
-        solution = mip.solve_neuron(w, Q, keep, block, enumerate_limit=limit, time_limit=20)
+        solution = mip.solve_neuron(
+            w, Q, keep, block, settings=MipSettings(time_limit=20, enumerate_limit=limit)
+        )
         assert _feasible(solution.mask, keep, block)
         assert solution.objective <= greedy_objective * (1 + 1e-12)
 
@@ -172,11 +178,12 @@ def test_scip_solver_on_request_reaches_the_enumerated_optimum():
     w, C0 = _instance(10, 10, "random")
     Q = C0 @ C0.T
     _, _, optimum = mip.enumerate_best_subset(w, Q, 5)
-    solution = mip.solve_neuron(w, Q, 5, enumerate_limit=0, time_limit=30, solver="scip")
+    settings = MipSettings(time_limit=30, gap=1e-6, enumerate_limit=0, solver="scip")
+    solution = mip.solve_neuron(w, Q, 5, settings=settings)
     assert solution.solver == "scip" and solution.status == "optimal"
     np.testing.assert_allclose(solution.objective, optimum, rtol=1e-6)
     with pytest.raises(ValueError, match="'gurobi' is not one of"):
-        mip.solve_neuron(w, Q, 5, solver="gurobi")
+        MipSettings(solver="gurobi")
 
 
 @pytest.mark.parametrize(
@@ -197,7 +204,8 @@ def test_solver_reaches_the_enumerated_optimum(seed, kind, block):
     w, C0 = _instance(seed, d, kind)
     Q = C0 @ C0.T
     _, _, optimum = mip.enumerate_best_subset(w, Q, keep, block)
-    solution = mip.solve_neuron(w, Q, keep, block, enumerate_limit=0, time_limit=30)
+    settings = MipSettings(time_limit=30, gap=1e-6, enumerate_limit=0)
+    solution = mip.solve_neuron(w, Q, keep, block, settings=settings)
     assert solution.solver == ("scip" if kind == "singular" else "branch-and-bound")
     assert solution.status == "optimal"
     assert _feasible(solution.mask, keep, block)
@@ -272,7 +280,7 @@ def test_branch_and_bound_equals_enumeration(d, keep, block, kind):
     Q = C0 @ C0.T
     _, _, optimum = mip.enumerate_best_subset(w, Q, keep, block)
     k = mip.max_support_size(d, keep, block)
-    start = mip._magnitude_support(w, k, block)
+    start = heuristics._magnitude_support(w, k, block)
     found = mip.branch_and_bound(w, Q, keep, block, incumbent=start)
     assert found.complete
     assert _feasible(found.mask, keep, block) and found.mask.sum() == k
@@ -316,8 +324,8 @@ def test_search_with_no_node_left_still_bounds_the_optimum():
     Q = C0 @ C0.T
     _, _, optimum = mip.enumerate_best_subset(w, Q, 6)
     start = _magnitude_mask(w, 6, None)
-    spent = mip._Budget(node_cap=0)
-    found = mip._DropSearch(w, Q, 6, None, start, 0.0, spent).run()
+    spent = search._Budget(node_cap=0)
+    found = search._DropSearch(w, Q, 6, None, start, 0.0, spent).run()
     assert not found.complete and found.nodes == 0 and spent.nodes == 0
     assert 0.0 <= found.bound <= optimum <= found.objective
 
@@ -377,8 +385,9 @@ def test_unfinished_solve_reports_a_valid_bound_and_beats_the_warm_start():
     C0 = rng.normal(size=(d, d)) @ np.diag(np.logspace(0, -2, d)) + 0.01 * np.eye(d)
     w = rng.normal(size=d)
     Q = C0 @ C0.T
-    warm = mip._warm_start(w, Q, 20, None)
-    solution = mip.solve_neuron(w, Q, 20, time_limit=0.4, rounds=4, enumerate_limit=0)
+    warm = heuristics._warm_start(w, Q, 20, None)
+    settings = MipSettings(time_limit=0.4, enumerate_limit=0, rounds=4)
+    solution = mip.solve_neuron(w, Q, 20, settings=settings)
     assert solution.solver == "branch-and-bound"
     assert 0.0 <= solution.bound <= solution.objective
     assert solution.objective <= mip.refit_on_support(w, Q, warm)[1]
@@ -396,10 +405,8 @@ def _unfinishable_row() -> tuple[np.ndarray, np.ndarray]:
 
 def test_node_limited_solve_repeats_exactly_without_a_time_limit():
     w, Q = _unfinishable_row()
-    runs = [
-        mip.solve_neuron(w, Q, 20, time_limit=np.inf, node_limit=40, enumerate_limit=0)
-        for _ in range(2)
-    ]
+    settings = MipSettings(time_limit=np.inf, node_limit=40, enumerate_limit=0)
+    runs = [mip.solve_neuron(w, Q, 20, settings=settings) for _ in range(2)]
     assert runs[0].status == "timelimit" and runs[0].nodes <= 40
     np.testing.assert_array_equal(runs[0].mask, runs[1].mask)
     np.testing.assert_array_equal(runs[0].weights, runs[1].weights)
@@ -414,9 +421,8 @@ def test_node_limited_solve_stays_within_the_limit_with_valid_bounds(block):
     _, _, optimum = mip.enumerate_best_subset(w, Q, 8, block)
     statuses = set()
     for limit in (1, 2, 3, 5, 8, 13, 21, 34):
-        solution = mip.solve_neuron(
-            w, Q, 8, block, time_limit=np.inf, node_limit=limit, enumerate_limit=0
-        )
+        settings = MipSettings(time_limit=np.inf, node_limit=limit, enumerate_limit=0)
+        solution = mip.solve_neuron(w, Q, 8, block, settings=settings)
         statuses.add(solution.status)
         assert solution.nodes <= limit
         assert _feasible(solution.mask, 8, block)
@@ -429,12 +435,12 @@ def test_node_limited_solve_stays_within_the_limit_with_valid_bounds(block):
 def test_a_node_limit_that_never_binds_changes_nothing(block):
     w, C0 = _instance(94, 16, "ill")
     Q = C0 @ C0.T
-    free = mip.solve_neuron(w, Q, 8, block, time_limit=np.inf, enumerate_limit=0)
+    settings = MipSettings(time_limit=np.inf, enumerate_limit=0)
+    free = mip.solve_neuron(w, Q, 8, block, settings=settings)
     assert free.status == "optimal" and free.nodes > 0
     # the first search may use half of the limit, enough to finish
-    limited = mip.solve_neuron(
-        w, Q, 8, block, time_limit=np.inf, node_limit=2 * free.nodes, enumerate_limit=0
-    )
+    settings = MipSettings(time_limit=np.inf, node_limit=2 * free.nodes, enumerate_limit=0)
+    limited = mip.solve_neuron(w, Q, 8, block, settings=settings)
     np.testing.assert_array_equal(limited.mask, free.mask)
     assert limited.objective == free.objective and limited.bound == free.bound
     assert limited.nodes == free.nodes and limited.status == "optimal"
@@ -444,9 +450,8 @@ def test_node_limited_scip_solve_keeps_a_valid_bound():
     w, C0 = _instance(10, 10, "random")
     Q = C0 @ C0.T
     _, _, optimum = mip.enumerate_best_subset(w, Q, 5)
-    solution = mip.solve_neuron(
-        w, Q, 5, enumerate_limit=0, time_limit=np.inf, node_limit=1, solver="scip"
-    )
+    settings = MipSettings(time_limit=np.inf, node_limit=1, enumerate_limit=0, solver="scip")
+    solution = mip.solve_neuron(w, Q, 5, settings=settings)
     assert solution.solver == "scip" and solution.status in ("optimal", "timelimit")
     assert solution.nodes <= 1
     assert solution.bound <= optimum * (1 + 1e-6) and optimum <= solution.objective * (1 + 1e-9)
@@ -454,20 +459,27 @@ def test_node_limited_scip_solve_keeps_a_valid_bound():
 
 @pytest.mark.parametrize("limit", [0, -3, 2.5, True])
 def test_node_limit_must_be_a_positive_integer(limit):
-    w, C0 = _instance(95, 8)
     with pytest.raises(ValueError, match="node_limit"):
-        mip.solve_neuron(w, C0 @ C0.T, 3, node_limit=limit)
-    with pytest.raises(ValueError, match="node_limit"):
-        mip.solve_layer(C0, C0, 3, node_limit=limit, progress=False)
+        MipSettings(node_limit=limit)
+
+
+def test_settings_refuse_a_bad_value_by_name():
+    with pytest.raises(ValueError, match="threads must be at least 1"):
+        MipSettings(threads=0)
+    with pytest.raises(ValueError, match="node_limit must be a positive integer"):
+        MipSettings(node_limit=0)
+    with pytest.raises(ValueError, match="MIP solver 'cplex'"):
+        MipSettings(solver="cplex")
 
 
 def test_trivial_rows_skip_the_solver():
     w, C0 = _instance(20, 8)
     Q = C0 @ C0.T
-    zero = mip.solve_neuron(np.zeros(8), Q, 3, enumerate_limit=0)
+    settings = MipSettings(enumerate_limit=0)
+    zero = mip.solve_neuron(np.zeros(8), Q, 3, settings=settings)
     assert zero.objective == 0.0 and not zero.weights.any() and zero.mask.sum() == 3
     sparse = np.where(np.arange(8) < 2, w, 0.0)
-    exact = mip.solve_neuron(sparse, Q, 3, enumerate_limit=0)
+    exact = mip.solve_neuron(sparse, Q, 3, settings=settings)
     assert exact.status == "optimal" and exact.objective < 1e-20
     np.testing.assert_allclose(exact.weights, sparse, atol=1e-12)
 
@@ -497,7 +509,10 @@ def test_layer_is_deterministic_across_threads():
     W1 = rng.normal(size=(4, 8))
     W1[2] = 0.0
     runs = [
-        mip.solve_layer(W1, C0, 3, enumerate_limit=0, threads=t, progress=False) for t in (1, 2)
+        mip.solve_layer(
+            W1, C0, 3, settings=MipSettings(enumerate_limit=0, threads=t), progress=False
+        )
+        for t in (1, 2)
     ]
     np.testing.assert_array_equal(runs[0][0], runs[1][0])
     np.testing.assert_allclose(runs[0][1], runs[1][1], atol=1e-12)

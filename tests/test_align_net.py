@@ -211,33 +211,16 @@ def test_masked_entries_stay_exactly_zero_and_match_reference():
     np.testing.assert_allclose(W1[1], reference_arrays(reference)["W1"], atol=1e-5)
 
 
-def test_mask_must_match_w1():
+@pytest.mark.parametrize(
+    ("masks", "message"),
+    [(np.ones((1, D_IN, D_IN), bool), "shape"), (np.ones((2, D_IN, D_IN)), "boolean")],
+)
+def test_mask_must_match_w1(masks, message):
     nets = AlignNets.initialise(2, D_IN, CLASSES, seed=0)
     x, y = toy_problem(20)
-    with pytest.raises(ValueError, match="shape"):
-        train_nets(
-            nets,
-            x,
-            y,
-            epochs=1,
-            lr=1e-3,
-            batch_size=8,
-            seed=0,
-            masks=np.ones((1, D_IN, D_IN), bool),
-            progress=False,
-        )
-    with pytest.raises(ValueError, match="boolean"):
-        train_nets(
-            nets,
-            x,
-            y,
-            epochs=1,
-            lr=1e-3,
-            batch_size=8,
-            seed=0,
-            masks=np.ones((2, D_IN, D_IN)),
-            progress=False,
-        )
+    schedule = {"epochs": 1, "lr": 1e-3, "batch_size": 8, "seed": 0}
+    with pytest.raises(ValueError, match=message):
+        train_nets(nets, x, y, **schedule, masks=masks, progress=False)
 
 
 def test_training_lowers_loss_on_separable_problem():

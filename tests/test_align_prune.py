@@ -6,7 +6,6 @@ import logging
 import numpy as np
 import pytest
 
-from prunescope.align.plan import keep_count
 from prunescope.align.prune import (
     METHODS,
     NEEDS_HESSIAN,
@@ -24,6 +23,7 @@ from prunescope.align.prune import (
     relative_divergence,
     select_mask,
 )
+from prunescope.align.structures import keep_count
 
 
 def _spd(size: int, seed: int) -> np.ndarray:

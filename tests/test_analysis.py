@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -26,15 +29,13 @@ from prunescope.analysis import (
     survival_table,
     write_survival_table,
 )
+from prunescope.checks import check_removed_keys
+from prunescope.conditions import seed_pairs
 from prunescope.errors import UserInputError
+from prunescope.match_files import save_matches
 from prunescope.matching import match_dictionaries, swap_sides
-from prunescope.plan import (
-    check_removed_keys,
-    logistic_matches,
-    match_path,
-    seed_pairs,
-    survival_matches,
-)
+from prunescope.paths import match_path
+from prunescope.plan import logistic_matches, survival_matches
 from prunescope.stats import fit_survival_logit
 
 
@@ -270,9 +271,9 @@ def brute_quintiles(firing: np.ndarray, survived: np.ndarray) -> np.ndarray:
     return np.array([survived[order[label == q]].mean() for q in range(5)])
 
 
-@pytest.fixture(scope="module")
-def decoders():
-    """Dense and pruned decoders of three seeds: each seed's pair shares an initial dictionary."""
+def study_decoders():
+    """Dense and pruned decoders of three seeds (each seed's pair shares an initial
+    dictionary) and each dense SAE's firing rates, by (model, layer, seed)."""
     rng = np.random.default_rng(7)
     init = {s: rng.normal(size=(N_FEATURES, WIDTH)) for s in SEEDS}
     dense = {s: init[s] + 0.3 * rng.normal(size=(N_FEATURES, WIDTH)) for s in SEEDS}
@@ -283,6 +284,11 @@ def decoders():
         rate[rng.choice(N_FEATURES, 5, replace=False)] = 0.0  # dead features
         firing[("m", 1, s)] = rate
     return dense, pruned, firing
+
+
+@pytest.fixture(scope="module")
+def decoders():
+    return study_decoders()
 
 
 def _match(dec_a, dec_b, cond_b, seed_a, seed_b):
@@ -298,12 +304,39 @@ def _match(dec_a, dec_b, cond_b, seed_a, seed_b):
     return match
 
 
-@pytest.fixture(scope="module")
-def matches(decoders):
-    dense, pruned, _ = decoders
+def study_matches(dense, pruned):
+    """Every dense x pruned seed pair's match, and every dense seed pair's (a < b)."""
     survival = [_match(dense[a], pruned[b], "wanda-0.5", a, b) for a in SEEDS for b in SEEDS]
     floor = [_match(dense[a], dense[b], "dense", a, b) for a, b in seed_pairs(SEEDS)]
     return survival, floor
+
+
+@pytest.fixture(scope="module")
+def matches(decoders):
+    dense, pruned, _ = decoders
+    return study_matches(dense, pruned)
+
+
+def save_study(root: Path, matches: list, firing: dict) -> dict[str, list[str]]:
+    """``matches`` saved as the workflow saves them, by the kind of pair each is
+    (``paired_init``, ``cross_seed``, ``seed_floor``, or ``stability`` for two SAEs of one
+    pruned condition), and each dense SAE's ``metrics.json`` (with ``cfg.json``) under
+    ``dense_metrics``."""
+    paths: dict[str, list[str]] = {"dense_metrics": []}
+    for match in matches:
+        a = match.attrs
+        name = f"{a['cond_a']}_seed{a['seed_a']}__{a['cond_b']}_seed{a['seed_b']}.h5"
+        kind = "stability" if a["cond_a"] != "dense" else pair_definition(a)
+        save_matches(match, root / name)
+        paths.setdefault(kind, []).append(str(root / name))
+    for (model, layer, seed), rate in firing.items():
+        folder = root / f"sae/{model}/dense/L{layer}/seed{seed}"
+        folder.mkdir(parents=True)
+        provenance = {"model": model, "layer": layer, "condition": "dense"}
+        (folder / "cfg.json").write_text(json.dumps({"seed": seed, "provenance": provenance}))
+        (folder / "metrics.json").write_text(json.dumps({"firing_rate": rate.tolist()}))
+        paths["dense_metrics"].append(str(folder / "metrics.json"))
+    return paths
 
 
 def _pairs(definition):
@@ -313,6 +346,21 @@ def _pairs(definition):
     if definition == "cross_seed":
         return [(a, b, "pruned") for a in SEEDS for b in SEEDS if a != b]
     return [(a, b, "dense") for a in SEEDS for b in SEEDS if a != b]  # both sides of a < b
+
+
+def saved_study(root: Path):
+    """The study's decoders and firing rates, its decoder-survival and floor matches, and
+    ``save_study``'s paths of those saved under ``root`` with the seed pairs within the
+    pruned condition (``stability``) beside them."""
+    dense, pruned, firing = study_decoders()
+    survival, floor = study_matches(dense, pruned)
+    within = []
+    for a, b in seed_pairs(SEEDS):
+        match = _match(pruned[a], pruned[b], "wanda-0.5", a, b)
+        match.attrs["cond_a"] = "wanda-0.5"
+        within.append(match)
+    paths = save_study(root, survival + floor + within, firing)
+    return dense, pruned, firing, survival + floor, paths
 
 
 def test_pair_definition_names_what_a_match_measures():
@@ -442,8 +490,10 @@ def test_mean_over_pairs_leaves_out_undefined_pairs_and_says_so():
     assert np.isnan(mean) and np.isnan(std) and note == "x undefined in every pair"
 
 
-def test_logistic_fits_per_definition_match_direct_fits(decoders):
-    dense, pruned, firing = decoders
+def logistic_study(dense, pruned, firing):
+    """What the logistic fit reads at two sparsities of one method: the pruned decoders of
+    each seed (``moved``), the reference seed's matches with them, and the activation
+    tables of the reference SAE."""
     rate = firing[("m", 1, 0)]
     rng = np.random.default_rng(3)
     # the sparser condition moves the pruned decoders further from the dense ones
@@ -458,6 +508,13 @@ def test_logistic_fits_per_definition_match_direct_fits(decoders):
         correlation = rng.uniform(0, 1, N_FEATURES)
         correlation[:3] = np.nan
         activation[("m", 1, cond)] = _per_feature(correlation, rate)
+    return moved, matches, activation
+
+
+def test_logistic_fits_per_definition_match_direct_fits(decoders):
+    dense, pruned, firing = decoders
+    rate = firing[("m", 1, 0)]
+    moved, matches, activation = logistic_study(dense, pruned, firing)
     table, summaries = logistic_fits(
         {("m", 1): rate}, matches, activation, [0.6], [0.5], reference_seed=0
     )

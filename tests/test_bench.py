@@ -11,12 +11,17 @@ import json
 import math
 
 import pytest
+import torch
 
 from bench.__main__ import BENCHMARKS, main
 from bench.harness import interleaved_medians, median_seconds, target
 
 
-@pytest.mark.parametrize("name", BENCHMARKS)
+@pytest.mark.parametrize(
+    "name",
+    # the DAG benchmark times Snakemake's own dry-runs
+    [pytest.param(n, marks=pytest.mark.workflow) if n == "dag" else n for n in BENCHMARKS],
+)
 def test_benchmark_runs_tiny(name):
     record = importlib.import_module(f"bench.{name}").run("tiny")
     assert record["cases"], f"{name} measured no case"
@@ -42,6 +47,14 @@ def test_medians_count_every_call():
     assert len(calls) == 5 and len(result["samples_s"]) == 3
     both = interleaved_medians({"a": lambda: calls.append("a"), "b": lambda: None}, repeats=4)
     assert calls.count("a") == 5 and len(both["b"]["samples_s"]) == 4
+
+
+def test_the_gemma_case_has_gemma_2_2b_s_published_size():
+    """bench.pruning builds gemma-2-2b from transformers' Gemma2Config defaults."""
+    from bench.pruning import gemma2_2b
+
+    model = gemma2_2b(torch.device("meta"))
+    assert sum(p.numel() for p in model.parameters()) == 2_614_341_888
 
 
 def test_runner_rejects_unknown_benchmark(capsys):

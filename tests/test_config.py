@@ -9,37 +9,36 @@ from pathlib import Path
 
 import pytest
 import yaml
+from rule_reads import declared_reads
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from prunescope.errors import UserInputError
-from prunescope.plan import (
+from prunescope.checks import check_config, check_names, model_shape
+from prunescope.conditions import (
     NAME_PATTERN,
     TASK_PATTERN,
-    ablation_ranking,
     canonical,
-    capture_settings,
-    check_config,
-    check_names,
     conditions,
-    data_stage_targets,
     format_sparsity,
-    independent_seed,
-    model_lineage,
-    model_shape,
     parse_condition,
     parse_method,
+)
+from prunescope.errors import UserInputError
+from prunescope.lineage import capture_settings, model_lineage, pruning_options, upstream
+from prunescope.plan import (
+    ablation_ranking,
+    data_stage_targets,
+    independent_seed,
     pretrained_label,
     pretrained_layers,
     pretrained_sae_input,
     pretrained_saes,
     pretrained_source,
-    pruning_options,
     saelens_export_settings,
     saelens_exports,
     trained_sae_label,
-    upstream_of,
 )
+from prunescope.settings import fill_library_defaults
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = str(ROOT / "workflow/schemas/config.schema.yaml")
@@ -52,7 +51,7 @@ def load(name: str = "config.yaml") -> dict:
 
 def validated(config: dict) -> dict:
     config = copy.deepcopy(config)
-    validate(config, SCHEMA)
+    validate(fill_library_defaults(config), SCHEMA)
     check_config(config)
     return config
 
@@ -101,7 +100,7 @@ SCHEMA_ERRORS = [
 def test_schema_rejects_bad_values_naming_them(key, value, message):
     config = _set(load(), key, value)
     with pytest.raises(WorkflowError, match=message):
-        validate(config, SCHEMA)
+        validate(fill_library_defaults(config), SCHEMA)
 
 
 SEMANTIC_ERRORS = [
@@ -122,7 +121,7 @@ SEMANTIC_ERRORS = [
 @pytest.mark.parametrize(("key", "value", "message"), SEMANTIC_ERRORS)
 def test_semantic_checks_name_the_key(key, value, message):
     config = copy.deepcopy(load())
-    validate(config, SCHEMA)
+    validate(fill_library_defaults(config), SCHEMA)
     _set(config, key, value)
     with pytest.raises(ValueError, match=message):
         check_config(config)
@@ -264,7 +263,7 @@ def _no_calibration_documents(c):
 )
 def test_what_the_config_alone_decides_is_refused_before_any_job(edit, message):
     config = copy.deepcopy(load())
-    validate(config, SCHEMA)
+    validate(fill_library_defaults(config), SCHEMA)
     edit(config)
     with pytest.raises(UserInputError, match=message):
         check_config(config)
@@ -286,6 +285,7 @@ def _hub_folder(tmp_path: Path, **shape) -> dict:
     return config
 
 
+@pytest.mark.workflow
 def test_a_hub_folder_s_config_json_is_checked_at_dry_run(tmp_path):
     shape = dict(hidden_size=64, intermediate_size=130, num_hidden_layers=3, num_attention_heads=4)
     config = _hub_folder(tmp_path, **shape)
@@ -323,6 +323,7 @@ def _hub_model(config: dict, name: str) -> dict:
     return config
 
 
+@pytest.mark.workflow
 def test_a_hub_model_in_the_local_cache_is_checked_at_dry_run(tmp_path, monkeypatch):
     """The Hugging Face cache layout: models--org--name/{refs/main, snapshots/<commit>/}."""
     import huggingface_hub.constants
@@ -344,6 +345,7 @@ def test_a_hub_model_in_the_local_cache_is_checked_at_dry_run(tmp_path, monkeypa
     check_config(config)  # offline, but in the cache: nothing to download
 
 
+@pytest.mark.workflow
 def test_offline_with_a_hub_model_not_in_the_cache_is_refused_at_dry_run(tmp_path, monkeypatch):
     import huggingface_hub.constants
 
@@ -445,7 +447,7 @@ def test_conda_environment_pins_match_requirements():
 
 
 def test_canonical_params_ignore_key_order():
-    from prunescope.plan import canonical
+    from prunescope.conditions import canonical
 
     a = {"b": 1, "a": {"y": [{"q": 1, "p": 2}], "x": None}}
     b = {"a": {"x": None, "y": [{"p": 2, "q": 1}]}, "b": 1}
@@ -500,13 +502,14 @@ def test_capture_settings_and_job_upstreams_carry_the_checkpoint_s_lineage():
     settings = capture_settings(config, "tiny", "wanda-0.4")
     assert settings["upstream"]["model"] == model_lineage(config, "tiny", "wanda-0.4")
     assert settings["activations"] == canonical(config["activations"])
-    ablation = upstream_of(config, "ablate_features", "tiny", "magnitude-0.2")
-    assert ablation["model"] == model_lineage(config, "tiny", "magnitude-0.2")
-    assert upstream_of(config, "prune_model", "tiny")["model"] == model_lineage(
-        config, "tiny", "dense"
-    )
-    with pytest.raises(ValueError, match="no upstream lineage is defined for rule 'train_sae'"):
-        upstream_of(config, "train_sae", "tiny")
+    reads = declared_reads()
+    for side, cond in (("pruned", "magnitude-0.2"), ("dense", "dense")):
+        wildcards = {"model": "tiny", "layer": "2", "cond": "magnitude-0.2", "side": side}
+        ablation = upstream(config, reads["ablate_features"], wildcards)
+        assert ablation["model"] == model_lineage(config, "tiny", cond)
+    pruning = upstream(config, reads["prune_model"], {"model": "tiny", "method": "wanda"})
+    assert pruning["model"] == model_lineage(config, "tiny", "dense")
+    assert "train_sae" not in reads  # its cache's settings carry the lineage instead
 
 
 def test_rq5_ranks_by_activation_survival_unless_asked_for_the_decoder():
@@ -572,7 +575,7 @@ def test_each_form_of_pretrained_sae_is_read_the_same_way(sae_folder):
         3: {"repo": GEMMA, "path": "/layer_3/width_16k/average_l0_71/"},
     }
     config = _with_pretrained(saes)
-    validate(copy.deepcopy(config), SCHEMA)
+    validate(fill_library_defaults(copy.deepcopy(config)), SCHEMA)
     check_config(config)
     assert pretrained_saes(config, "tiny") == {
         1: {"source": sae_folder, "label": sae_folder},
@@ -689,11 +692,12 @@ def test_the_schema_refuses_a_malformed_pretrained_sae(entry):
     config = _set(load(), "models.tiny.pretrained_saes", {2: entry})
     message = f"{entry!r} is not valid under any of the given schemas"
     with pytest.raises(WorkflowError, match=re.escape(message)):
-        validate(config, SCHEMA)
+        validate(fill_library_defaults(config), SCHEMA)
     config["models"]["tiny"]["pretrained_saes"] = {2: {"path": "a", "label": "fine"}}
-    validate(config, SCHEMA)
+    validate(fill_library_defaults(config), SCHEMA)
 
 
+@pytest.mark.workflow
 def test_the_workflow_refuses_a_missing_pretrained_sae_before_any_job(tmp_path):
     from conftest import run_snakemake
 
@@ -727,6 +731,7 @@ def test_one_label_may_serve_several_layers_and_an_empty_hub_path_names_the_repo
     assert pretrained_label({"repo": "google/x", "path": "", "revision": "v1"}) == "google/x@v1"
 
 
+@pytest.mark.workflow
 def test_a_hub_folder_of_an_unsupported_family_is_refused_at_dry_run(tmp_path):
     config = _hub_folder(tmp_path, hidden_size=64, num_hidden_layers=4, num_attention_heads=4)
     folder = Path(config["models"]["ext"]["name"])
@@ -759,6 +764,7 @@ def test_gpt2_widths_are_read_under_their_own_names(tmp_path):
     assert shape["num_hidden_layers"] == 3 and shape["num_attention_heads"] == 4
 
 
+@pytest.mark.workflow
 @pytest.mark.parametrize(
     "path",
     [

@@ -34,9 +34,11 @@ from prunescope.align.net import AlignNets, load_nets, load_nets_metadata, save_
 from prunescope.artifacts import CorruptFileError, open_hdf5, read_npy
 from prunescope.checkpoints import save_pruned
 from prunescope.io import read_json
-from prunescope.matching import PAPER_TAUS, load_matches, match_dictionaries, save_matches
+from prunescope.match_files import load_matches, save_matches
+from prunescope.matching import match_dictionaries
 from prunescope.models import load_causal_lm
 from prunescope.sae import SAEConfig, load_sae, save_sae, train_sae
+from prunescope.settings import PAPER_TAUS
 
 
 def cut_in_half(path):

@@ -7,7 +7,7 @@ import struct
 import pandas as pd
 import pytest
 
-from prunescope.figures import line_by_sparsity, save_figure
+from prunescope.figures import line_by_sparsity, save_figure, transfer_lines
 
 
 def _figure():
@@ -141,6 +141,10 @@ def test_figure_3_tells_the_trained_and_the_pretrained_sae_apart():
     assert drawn["wanda trained"][0].get_linestyle() == "-"
     assert drawn["wanda pretrained"][0].get_linestyle() == "--"
     assert list(drawn["wanda pretrained"][0].get_ydata()) == pytest.approx([0.3, 0.6, 0.8])
+    figure_3 = transfer_lines(pd.DataFrame(rows))
+    assert figure_3.axes[0].get_ylabel() == "FVU on the condition's activations"
+    assert figure_3.get_suptitle() == "RQ3 transfer"
+    assert figure_3.axes[0].get_legend_handles_labels()[1] == labels
 
 
 def test_each_sae_of_the_quintile_figure_gets_its_own_panel():
@@ -162,3 +166,36 @@ def test_each_sae_of_the_quintile_figure_gets_its_own_panel():
     assert [list(ax.get_lines()[0].get_ydata()) for ax in fig.axes[:2]] == [[0.9] * 5, [0.4] * 5]
     single = quintile_lines(table3[table3["sae"] == "trained here"], 0.7)
     assert [ax.get_title() for ax in single.axes if ax.get_title()] == ["tiny L1"]
+
+
+def test_the_mnn_figures_draw_and_log_the_rows_at_their_threshold(tmp_path, caplog):
+    import logging
+
+    from prunescope.figures import seed_stability_lines, survival_lines
+
+    rows = pd.concat([_survival_rows().assign(tau=0.7), _survival_rows().assign(tau=0.5)])
+    with caplog.at_level(logging.INFO, logger="prunescope"):
+        save_figure(survival_lines(rows, 0.7), tmp_path / "fig2.png")
+    at_tau = rows[rows["tau"] == 0.7]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"dense->pruned MNN at tau 0.70:\n{at_tau.to_string()}"
+    ]
+    # the same bytes as the figure of those rows alone, the arrow drawn as one
+    direct = line_by_sparsity(
+        at_tau,
+        "mnn_mean",
+        "mnn_std",
+        "dense→pruned MNN at τ=0.7",
+        "RQ2 feature survival",
+        False,
+        style="definition",
+        floor="seed_floor_mnn",
+    )
+    save_figure(direct, tmp_path / "direct.png")
+    for suffix in ("png", "pdf"):
+        got = (tmp_path / f"fig2.{suffix}").read_bytes()
+        assert got == (tmp_path / f"direct.{suffix}").read_bytes()
+    stability = rows[rows["definition"] == "paired_init"].assign(method="dense", sparsity=0.0)
+    fig = seed_stability_lines(pd.concat([stability.iloc[:1], rows]), 0.5)
+    assert fig.axes[0].get_ylabel() == "seed-to-seed MNN at τ=0.5"
+    assert fig.get_suptitle() == "RQ1 seed stability"

@@ -151,6 +151,7 @@ with rule_logging(snakemake.log[0], snakemake.threads, gpus=snakemake.resources.
 """
 
 
+@pytest.mark.workflow
 def test_snakemake_jobs_on_a_two_gpu_machine_each_get_their_own(tmp_path):
     (tmp_path / "Snakefile").write_text(textwrap.dedent(SNAKEFILE))
     (tmp_path / "job.py").write_text(textwrap.dedent(JOB))

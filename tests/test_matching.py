@@ -6,19 +6,18 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from prunescope import matching
+from prunescope.match_files import load_matches, save_matches
 from prunescope.matching import (
-    PAPER_TAUS,
     _greedy_accept,
     best_cosine,
     column_max,
     default_block_rows,
     greedy_partners,
-    load_matches,
     match_dictionaries,
     normalise_directions,
-    save_matches,
     survival_per_feature,
 )
+from prunescope.settings import PAPER_TAUS
 
 TAUS = (0.3, 0.5, 0.6, 0.7, 0.8, 0.9)
 

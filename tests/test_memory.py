@@ -27,6 +27,7 @@ from snakemake.utils import validate
 from prunescope import memory
 from prunescope.errors import UserInputError
 from prunescope.memory import Budget, ModelShape
+from prunescope.settings import fill_library_defaults
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = str(ROOT / "workflow/schemas/config.schema.yaml")
@@ -479,10 +480,10 @@ def test_mip_search_stays_within_its_estimate(probe):
     measured = probe.peak_growth(
         """
         import numpy as np
-        from prunescope.align.mip import solve_layer
+        from prunescope.align.mip import MipSettings, solve_layer
         rng = np.random.default_rng(0)
-        solve_layer(rng.normal(size=(4, 64)), rng.normal(size=(64, 64)), 8, node_limit=64,
-                    progress=False)
+        solve_layer(rng.normal(size=(4, 64)), rng.normal(size=(64, 64)), 8,
+                    settings=MipSettings(node_limit=64, threads=1), progress=False)
         """
     )
     # a small job at every width the schema allows: only the bound is checked
@@ -553,7 +554,9 @@ def test_sizes_the_library_fixes_are_the_ones_estimated(probe):
         }
         """
     )
-    assert found == {name: getattr(memory, name) for name in found}
+    from prunescope.memory import sizes
+
+    assert found == {name: getattr(sizes, name) for name in found}
 
 
 def test_a_local_model_s_weights_are_counted_as_it_is_built(probe):
@@ -668,8 +671,9 @@ def test_a_hub_model_folder_gives_its_shape_once_it_has_a_config(tmp_path):
 )
 def test_mask_supports_are_counted_as_the_mip_counts_them(d, keep, block):
     from prunescope.align.mip import count_supports
+    from prunescope.memory.align_jobs import _count_supports
 
-    assert memory._count_supports(d, keep, block) == count_supports(d, keep, block)
+    assert _count_supports(d, keep, block) == count_supports(d, keep, block)
 
 
 # --------------------------------------------------------------------------- the check
@@ -677,7 +681,9 @@ def test_mask_supports_are_counted_as_the_mip_counts_them(d, keep, block):
 
 def preset(name: str) -> dict:
     config = yaml.safe_load((ROOT / name).read_text())
-    validate(config, SCHEMA)  # fills in the schema's defaults, as Snakemake does
+    validate(
+        fill_library_defaults(config), SCHEMA
+    )  # fills in the schema's defaults, as Snakemake does
     return config
 
 
@@ -792,10 +798,11 @@ def test_a_running_job_holds_the_estimates_against_the_device_it_got(probe):
     _, (machine, refused) = probe.run(
         f"""
         from prunescope import memory
+        from prunescope.errors import UserInputError
         memory.check_hub_model({paper!r}, "gemma2_2b", {tiny!r}, "cpu")
         try:
             memory.check_hub_model({huge_batch!r}, "gemma2_2b", {gemma!r}, "cpu")
-        except memory.UserInputError as err:
+        except UserInputError as err:
             result = [memory.machine_memory(), str(err)]
         """
     )
@@ -835,6 +842,7 @@ def test_one_job_s_estimate_is_the_one_the_check_uses():
     )
 
 
+@pytest.mark.workflow
 def test_the_workflow_refuses_a_config_that_cannot_fit_before_any_job(tmp_path):
     from conftest import run_snakemake
 
@@ -865,7 +873,9 @@ def test_tokenised_text_takes_what_is_estimated_per_token(probe):
         ids = token_stream(tokenizer, docs, max_tokens={n_tokens}, separator=" ")
         """
     )
-    estimate = memory.Estimate("tokens", "text", (memory._tokens_term(n_tokens, "n_tokens"),))
+    from prunescope.memory.lm_jobs import _tokens_term
+
+    estimate = memory.Estimate("tokens", "text", (_tokens_term(n_tokens, "n_tokens"),))
     check_against(estimate, measured)
 
 

@@ -937,12 +937,12 @@ def test_an_import_of_another_width_is_refused_by_key_and_leaves_nothing(tmp_pat
 
 
 def test_an_import_that_fails_half_way_leaves_no_folder(tmp_path, monkeypatch):
-    import prunescope.pretrained
+    from prunescope.pretrained import imports
 
     def broken(path, data):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(prunescope.pretrained, "write_json", broken)
+    monkeypatch.setattr(imports, "write_json", broken)
     out = tmp_path / "copy"
     with pytest.raises(OSError, match="No space left"):
         import_pretrained_sae(sparsify(tmp_path / "s"), out, label="x")

@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, copy_workflow, run_snakemake
 
+from prunescope.settings import fill_library_defaults
+
 README = ROOT / "README.md"
 # What `source .venv/bin/activate` gives a user: the environment's programs first on PATH.
 ACTIVATED = {
@@ -139,6 +141,7 @@ def needs_slurm_plugin(words: list[str]) -> bool:
     return "--profile" in words and "slurm" in words[words.index("--profile") + 1]
 
 
+@pytest.mark.workflow
 @pytest.mark.parametrize("command", [c for c in COMMANDS if "--report" not in c])
 def test_readme_command_works_as_written(command, workflow_copy):
     words = shlex.split(command)
@@ -188,14 +191,15 @@ def test_the_readme_pretrained_sae_snippet_is_a_valid_config():
     import yaml
     from snakemake.utils import validate
 
-    from prunescope.plan import check_config, pretrained_saes
+    from prunescope.checks import check_config
+    from prunescope.plan import pretrained_saes
 
     blocks = re.findall(r"```yaml\n(.*?)```", README.read_text(), flags=re.S)
     snippet = next(yaml.safe_load(b) for b in blocks if "pretrained_saes" in b)
     config = yaml.safe_load((ROOT / "configs/paper.yaml").read_text())
     for model, spec in snippet["models"].items():
         config["models"][model].update(spec)
-    validate(config, str(ROOT / "workflow/schemas/config.schema.yaml"))
+    validate(fill_library_defaults(config), str(ROOT / "workflow/schemas/config.schema.yaml"))
     check_config(config)
     paper = yaml.safe_load((ROOT / "configs/paper.yaml").read_text())
     for model in snippet["models"]:

@@ -11,7 +11,6 @@ from prunescope.sae import (
     SAE_FILES,
     SAEConfig,
     TopKSAE,
-    _check_finite,
     evaluate_sae,
     iter_shuffled_batches,
     load_sae,
@@ -22,6 +21,7 @@ from prunescope.sae import (
     row_top_k,
     train_sae,
 )
+from prunescope.sae.train import _check_finite
 
 D_MODEL = 16
 

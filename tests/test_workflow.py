@@ -16,6 +16,9 @@ from conftest import run_snakemake as snakemake
 
 PRESETS = ["config.yaml", "configs/smoke.yaml", "configs/paper.yaml"]
 
+# every test here starts Snakemake
+pytestmark = pytest.mark.workflow
+
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_dry_run_of_every_preset(preset, tmp_path):

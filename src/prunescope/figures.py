@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import matplotlib
@@ -14,6 +15,7 @@ import seaborn as sns  # noqa: E402
 
 from prunescope.io import atomic_path  # noqa: E402
 
+log = logging.getLogger("prunescope")
 sns.set_theme(style="whitegrid", context="paper")
 METHOD_PALETTE = {"magnitude": "tab:blue", "wanda": "tab:orange", "sparsegpt": "tab:green"}
 
@@ -142,6 +144,44 @@ def line_by_sparsity(
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def mnn_lines(table: pd.DataFrame, tau: float, pairs: str, title: str, with_dense: bool, **style):
+    """A table of match rates over seed pairs: its MNN (mean ± std over the pairs) at
+    ``tau`` against sparsity; the rows drawn are logged.
+
+    ``pairs`` names what was matched (``seed-to-seed``, ``dense->pruned``; the figure
+    draws ``->`` as an arrow); ``style`` goes to ``line_by_sparsity``.
+    """
+    primary = table[table["tau"] == tau]
+    log.info("%s MNN at tau %.2f:\n%s", pairs, tau, primary.to_string())
+    ylabel = f"{pairs.replace('->', '→')} MNN at τ={tau:g}"
+    return line_by_sparsity(primary, "mnn_mean", "mnn_std", ylabel, title, with_dense, **style)
+
+
+def seed_stability_lines(table: pd.DataFrame, tau: float):
+    """Figure 1: seed-to-seed MNN within each condition, dense at every method's start."""
+    return mnn_lines(table, tau, "seed-to-seed", "RQ1 seed stability", True)
+
+
+def survival_lines(table: pd.DataFrame, tau: float):
+    """Figure 2: dense->pruned MNN per definition, beside the dense seed floor."""
+    return mnn_lines(
+        table,
+        tau,
+        "dense->pruned",
+        "RQ2 feature survival",
+        False,
+        style="definition",
+        floor="seed_floor_mnn",
+    )
+
+
+def transfer_lines(table2: pd.DataFrame):
+    """Figure 3: each SAE's FVU on every condition's activations, one line style per kind
+    of SAE (trained here, pretrained)."""
+    ylabel = "FVU on the condition's activations"
+    return line_by_sparsity(table2, "fvu", None, ylabel, "RQ3 transfer", True, style="sae_kind")
 
 
 def quintile_lines(table3: pd.DataFrame, tau: float, ylabel: str | None = None):

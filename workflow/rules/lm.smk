@@ -4,10 +4,10 @@
 
 rule prepare_corpus:
     output:
-        train="results/corpus/{corpus}/train.jsonl",
-        calib="results/corpus/{corpus}/calib.jsonl",
-        eval="results/corpus/{corpus}/eval.jsonl",
-        manifest="results/corpus/{corpus}/manifest.json",
+        train=fill(paths.CORPUS_SPLIT, split="train"),
+        calib=fill(paths.CORPUS_SPLIT, split="calib"),
+        eval=fill(paths.CORPUS_SPLIT, split="eval"),
+        manifest=paths.CORPUS_MANIFEST,
     log:
         "results/logs/prepare_corpus/{corpus}.log",
     benchmark:
@@ -24,7 +24,7 @@ rule train_tokenizer:
     input:
         train=model_corpus_split("train"),
     output:
-        directory("results/tokenizers/{model}"),
+        directory(paths.TOKENIZER),
     log:
         "results/logs/train_tokenizer/{model}.log",
     wildcard_constraints:
@@ -33,18 +33,18 @@ rule train_tokenizer:
         "../../envs/prunescope.yaml"
     params:
         tokenizer=lambda wc: canonical(model_spec(wc)["tokenizer"]),
-        upstream=upstream("train_tokenizer"),
+        upstream=reads(corpus=model_corpus),
     script:
         "../../scripts/train_tokenizer.py"
 
 
 rule train_local_model:
     input:
-        tokenizer="results/tokenizers/{model}",
+        tokenizer=paths.TOKENIZER,
         train=model_corpus_split("train"),
         eval=model_corpus_split("eval"),
     output:
-        directory("results/models/{model}/dense"),
+        directory(fill(paths.MODEL, cond="dense")),
     log:
         "results/logs/train_local_model/{model}.log",
     benchmark:
@@ -60,7 +60,7 @@ rule train_local_model:
     params:
         architecture=lambda wc: canonical(model_spec(wc)["architecture"]),
         training=lambda wc: canonical(model_spec(wc)["training"]),
-        upstream=upstream("train_local_model"),
+        upstream=reads(corpus=model_corpus, tokenizer=tokenizer_settings),
         device=config["device"],
     script:
         "../../scripts/train_local_model.py"
@@ -68,7 +68,7 @@ rule train_local_model:
 
 rule save_hub_model:
     output:
-        directory("results/models/{model}/dense"),
+        directory(fill(paths.MODEL, cond="dense")),
     log:
         "results/logs/save_hub_model/{model}.log",
     benchmark:
@@ -90,10 +90,10 @@ rule save_hub_model:
 
 rule prune_model:
     input:
-        model="results/models/{model}/dense",
+        model=fill(paths.MODEL, cond="dense"),
         calib=model_corpus_split("calib"),
     output:
-        intermediate(directory("results/models/{model}/{method}-{sparsity}")),
+        intermediate(directory(fill(paths.MODEL, cond="{method}-{sparsity}"))),
     log:
         "results/logs/prune_model/{model}/{method}-{sparsity}.log",
     benchmark:
@@ -108,7 +108,7 @@ rule prune_model:
         sparsity=lambda wc: float(wc.sparsity),
         options=lambda wc: canonical(pruning_options(config, wc.model, wc.method)),
         dtype=lambda wc: model_spec(wc)["dtype"],
-        upstream=upstream("prune_model"),
+        upstream=reads(corpus=model_corpus, model=dense_checkpoint),
         device=config["device"],
     script:
         "../../scripts/prune_model.py"
@@ -116,10 +116,10 @@ rule prune_model:
 
 rule evaluate_perplexity:
     input:
-        model="results/models/{model}/{cond}",
+        model=paths.MODEL,
         text=perplexity_corpus_file,
     output:
-        "results/perplexity/{model}/{cond}.json",
+        paths.PERPLEXITY,
     log:
         "results/logs/evaluate_perplexity/{model}/{cond}.log",
     benchmark:
@@ -133,7 +133,7 @@ rule evaluate_perplexity:
     params:
         perplexity=canonical(config["perplexity"]),
         dtype=lambda wc: model_spec(wc)["dtype"],
-        upstream=upstream("evaluate_perplexity"),
+        upstream=reads(model=job_checkpoint, text=perplexity_text),
         device=config["device"],
     script:
         "../../scripts/evaluate_perplexity.py"
@@ -141,11 +141,11 @@ rule evaluate_perplexity:
 
 rule capture_activations:
     input:
-        model="results/models/{model}/{cond}",
+        model=paths.MODEL,
         train=model_corpus_split("train"),
         eval=model_corpus_split("eval"),
     output:
-        intermediate("results/activations/{model}/{cond}/L{layer}.h5"),
+        intermediate(paths.ACTIVATIONS),
     log:
         "results/logs/capture_activations/{model}/{cond}/L{layer}.log",
     benchmark:
@@ -165,11 +165,11 @@ rule capture_activations:
 
 rule train_sae:
     input:
-        "results/activations/{model}/{cond}/L{layer}.h5",
+        paths.ACTIVATIONS,
     output:
-        weights="results/sae/{model}/{cond}/L{layer}/seed{seed}/sae.safetensors",
-        cfg="results/sae/{model}/{cond}/L{layer}/seed{seed}/cfg.json",
-        metrics="results/sae/{model}/{cond}/L{layer}/seed{seed}/metrics.json",
+        weights=fill(paths.SAE_FILE, name="sae.safetensors"),
+        cfg=fill(paths.SAE_FILE, name="cfg.json"),
+        metrics=fill(paths.SAE_FILE, name="metrics.json"),
     log:
         "results/logs/train_sae/{model}/{cond}/L{layer}/seed{seed}.log",
     benchmark:
@@ -191,10 +191,10 @@ rule train_sae:
 
 rule export_saelens:
     input:
-        weights="results/sae/{model}/{cond}/L{layer}/seed{seed}/sae.safetensors",
-        cfg="results/sae/{model}/{cond}/L{layer}/seed{seed}/cfg.json",
+        weights=fill(paths.SAE_FILE, name="sae.safetensors"),
+        cfg=fill(paths.SAE_FILE, name="cfg.json"),
     output:
-        directory("results/saelens/{model}/{cond}/L{layer}/seed{seed}"),
+        directory(paths.SAELENS),
     log:
         "results/logs/export_saelens/{model}/{cond}/L{layer}/seed{seed}.log",
     conda:
@@ -207,10 +207,10 @@ rule export_saelens:
 
 rule import_pretrained_sae:
     input:
-        model=lambda wc: model_dir(wc.model, "dense"),
+        model=fill(paths.MODEL, cond="dense"),
         sae=lambda wc: pretrained_sae_input(config, wc.model, wc.layer),
     output:
-        directory("results/pretrained_sae/{model}/L{layer}"),
+        directory(paths.PRETRAINED_SAE),
     log:
         "results/logs/import_pretrained_sae/{model}/L{layer}.log",
     # as soon as the model is there: an SAE that cannot be downloaded or read stops the

@@ -4,7 +4,7 @@
 rule record_config:
     output:
         report(
-            "results/config.yaml",
+            paths.CONFIG_RECORD,
             caption="../report/config.rst",
             category="Configuration",
         ),

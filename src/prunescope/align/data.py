@@ -159,6 +159,20 @@ def digits_dataset(*, test_fraction: float, seed: int) -> Dataset:
     return Dataset(x_train, y_train, x_test, y_test, clauses=None, classes=10)
 
 
+def dataset_from_options(options: dict) -> Dataset:
+    """The dataset a task's options describe (``align.plan.dataset_options``): a fresh DNF
+    sample for ``kind`` "dnf", else the Digits split."""
+    if options["kind"] == "dnf":
+        return sample_dnf_dataset(
+            options["literals"],
+            options["n_train"],
+            options["n_test"],
+            active_value=options["active_value"],
+            seed=options["seed"],
+        )
+    return digits_dataset(test_fraction=options["test_fraction"], seed=options["split_seed"])
+
+
 DATASET_ARRAYS = ("x_train", "y_train", "x_test", "y_test", "classes")
 
 

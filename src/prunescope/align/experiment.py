@@ -1,4 +1,4 @@
-"""Study ALIGN's stages as functions of arrays and files: what each workflow script calls.
+"""Study ALIGN's stages as functions of arrays and files: what each job in :mod:`jobs` runs.
 
 The maths lives in :mod:`data`, :mod:`net`, :mod:`hessian`, :mod:`prune`, :mod:`mip` and
 :mod:`codes`; this module strings them together and turns results into table rows.
@@ -22,13 +22,13 @@ from prunescope.align.net import (
     save_nets,
     train_nets,
 )
-from prunescope.align.plan import STRUCTURES, keep_count
 from prunescope.align.prune import (
     NEEDS_HESSIAN,
     prune_w1,
     relative_divergence,
     select_mask,
 )
+from prunescope.align.structures import STRUCTURES, keep_count
 from prunescope.artifacts import damaged, read_npz, read_safetensors
 from prunescope.io import atomic_path
 
@@ -90,16 +90,8 @@ def train_dense_net(
         history.append({"epoch": epoch, **row})
         log.info("epoch %d: test accuracy %.4f", epoch, row["test_accuracy"])
 
-    train_nets(
-        nets,
-        data.x_train,
-        data.y_train,
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        seed=seed,
-        callback=record,
-    )
+    schedule = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed}
+    train_nets(nets, data.x_train, data.y_train, **schedule, callback=record)
     return nets, pd.DataFrame(history)
 
 
@@ -203,16 +195,8 @@ def finetune_variants(
 ) -> AlignNets:
     """All variants fine-tuned together, each with its W1 mask held fixed."""
     if epochs:
-        train_nets(
-            nets,
-            data.x_train,
-            data.y_train,
-            epochs=epochs,
-            lr=lr,
-            batch_size=batch_size,
-            seed=seed,
-            masks=masks,
-        )
+        schedule = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed}
+        train_nets(nets, data.x_train, data.y_train, **schedule, masks=masks)
     return nets
 
 

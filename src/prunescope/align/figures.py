@@ -1,10 +1,12 @@
-"""Study ALIGN's figures: metrics against sparsity (mean ± one standard error over trials)
-and heat maps of W1 and C1 = W1 C0 for one trial."""
+"""Study ALIGN's figures over every trial: accuracy, divergence, codes and loss against
+sparsity or training epoch (mean ± one standard error over trials).
+
+Each figure is a function named by what it draws; :data:`FIGURES` maps the paper's figure
+ids (the output file names) to them. The heat maps of one trial are in :mod:`pictures`."""
 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 import seaborn as sns
 
@@ -28,7 +30,8 @@ MASK_ONLY = ["mp", "obd", "obs_mask", "mip_mask"]
 PATTERNS = ["4P-positive", "3P1N-positive", "2P2N-positive", "1P3N-positive", "4P-negative"]
 
 
-def _panels(n_rows: int, n_cols: int, width: float = 3.6, height: float = 3.0):
+def panel_grid(n_rows: int, n_cols: int, width: float = 3.6, height: float = 3.0):
+    """A figure of ``n_rows`` x ``n_cols`` axes, ``width`` x ``height`` inches each."""
     fig, axes = plt.subplots(
         n_rows, n_cols, figsize=(width * n_cols, height * n_rows), squeeze=False
     )
@@ -81,7 +84,7 @@ def _dnf_tasks(frame: pd.DataFrame) -> list[str]:
 def accuracy_by_method(accuracy, task_list, structure, methods, title, stage="pruned"):
     """Test accuracy against sparsity, one panel per task, one line per method (Figs. 4, 6, A8)."""
     summary = _variant_summary(accuracy, ["test_accuracy"])
-    fig, axes = _panels(1, len(task_list))
+    fig, axes = panel_grid(1, len(task_list))
     for ax, task in zip(axes[0], task_list, strict=True):
         rows = _select(summary, task=task, structure=structure, stage=stage)
         _method_lines(ax, rows, "test_accuracy", methods)
@@ -92,43 +95,30 @@ def accuracy_by_method(accuracy, task_list, structure, methods, title, stage="pr
     return fig
 
 
-def fig4(accuracy, training, sweep):
-    return accuracy_by_method(
-        accuracy,
-        _dnf_tasks(accuracy),
-        "unstructured",
-        PRUNING,
-        "Fig. 4: DNF test accuracy after pruning W1, no fine-tuning",
-    )
+def dnf_accuracy_after_pruning(accuracy, training, sweep):
+    """Every DNF task's test accuracy after pruning W1, no fine-tuning (Fig. 4)."""
+    title = "Fig. 4: DNF test accuracy after pruning W1, no fine-tuning"
+    return accuracy_by_method(accuracy, _dnf_tasks(accuracy), "unstructured", PRUNING, title)
 
 
-def fig6(accuracy, training, sweep):
-    fig = accuracy_by_method(
-        accuracy,
-        ["digits"],
-        "unstructured",
-        PRUNING,
-        "Fig. 6: Digits test accuracy after pruning W1, no fine-tuning",
-    )
-    return fig
+def digits_accuracy_after_pruning(accuracy, training, sweep):
+    """Digits' test accuracy after pruning W1, no fine-tuning (Fig. 6)."""
+    title = "Fig. 6: Digits test accuracy after pruning W1, no fine-tuning"
+    return accuracy_by_method(accuracy, ["digits"], "unstructured", PRUNING, title)
 
 
-def figA8(accuracy, training, sweep):
+def structured_accuracy_after_pruning(accuracy, training, sweep):
+    """Test accuracy after pruning W1 under ≥2:4 structured sparsity (Fig. A8)."""
     task_list = sorted(_select(accuracy, structure="2of4")["task"].unique())
-    return accuracy_by_method(
-        accuracy,
-        task_list,
-        "2of4",
-        PRUNING,
-        "Fig. A8: ≥2:4 structured sparsity, test accuracy after pruning",
-    )
+    title = "Fig. A8: ≥2:4 structured sparsity, test accuracy after pruning"
+    return accuracy_by_method(accuracy, task_list, "2of4", PRUNING, title)
 
 
-def fig5(accuracy, training, sweep):
-    """Mask-only variants before (dashed) and after (solid) the same fine-tuning budget."""
+def masks_before_and_after_finetuning(accuracy, training, sweep):
+    """Mask-only variants before (dashed) and after (solid) the same fine-tuning budget (Fig. 5)."""
     summary = _variant_summary(accuracy, ["test_accuracy"])
     task_list = _dnf_tasks(accuracy)
-    fig, axes = _panels(1, len(task_list))
+    fig, axes = panel_grid(1, len(task_list))
     for ax, task in zip(axes[0], task_list, strict=True):
         rows = _select(summary, task=task, structure="unstructured")
         _method_lines(ax, _select(rows, stage="finetuned"), "test_accuracy", MASK_ONLY)
@@ -152,11 +142,11 @@ def fig5(accuracy, training, sweep):
     return fig
 
 
-def figA3(accuracy, training, sweep):
-    """Relative divergence of W1 and of C1 from the dense net after pruning."""
+def divergence_after_pruning(accuracy, training, sweep):
+    """Relative divergence of W1 and of C1 from the dense net after pruning (Fig. A3)."""
     summary = _variant_summary(accuracy, ["w1_divergence", "c1_divergence"])
     task_list = sorted(summary["task"].unique())
-    fig, axes = _panels(2, len(task_list))
+    fig, axes = panel_grid(2, len(task_list))
     for col, task in enumerate(task_list):
         rows = _select(summary, task=task, structure="unstructured", stage="pruned")
         for row, (metric, name) in enumerate([("w1_divergence", "W1"), ("c1_divergence", "C1")]):
@@ -171,12 +161,12 @@ def figA3(accuracy, training, sweep):
     return fig
 
 
-def figA7(accuracy, training, sweep):
-    """4P-positive codes left in C1 after pruning, per method."""
+def codes_after_pruning(accuracy, training, sweep):
+    """4P-positive codes left in C1 after pruning, per method (Fig. A7)."""
     summary = _variant_summary(accuracy, ["4P-positive"])
     task_list = _dnf_tasks(accuracy)
     dense = _dense_codes(training)
-    fig, axes = _panels(1, len(task_list))
+    fig, axes = panel_grid(1, len(task_list))
     for ax, task in zip(axes[0], task_list, strict=True):
         rows = _select(summary, task=task, structure="unstructured", stage="pruned")
         _method_lines(ax, rows, "4P-positive", PRUNING)
@@ -196,8 +186,9 @@ def _dense_codes(training: pd.DataFrame) -> pd.Series:
     return last.groupby("task")["4P-positive"].mean()
 
 
-def figA6(accuracy, training, sweep):
-    """Codes present after pruning that survive fine-tuning, and codes fine-tuning creates."""
+def codes_through_finetuning(accuracy, training, sweep):
+    """Codes present after pruning that survive fine-tuning, and codes fine-tuning creates
+    (Fig. A6)."""
     tuned = _select(accuracy, stage="finetuned", structure="unstructured")
     tuned = tuned[tuned["method"].isin(PRUNING)].copy()
     tuned["kept_fraction"] = tuned["codes_kept"] / tuned["codes_before"].where(
@@ -205,7 +196,7 @@ def figA6(accuracy, training, sweep):
     )
     summary = summarise(tuned, ["task", "method", "sparsity"], ["kept_fraction", "codes_created"])
     task_list = _dnf_tasks(accuracy)
-    fig, axes = _panels(2, len(task_list))
+    fig, axes = panel_grid(2, len(task_list))
     for col, task in enumerate(task_list):
         rows = _select(summary, task=task)
         _method_lines(axes[0][col], rows, "kept_fraction", PRUNING)
@@ -238,7 +229,7 @@ def _pattern_panel(ax, frame: pd.DataFrame, x: str, relative: bool) -> None:
 def _loss_and_codes(rows, x, xlabel, codes_label, relative, title):
     """Training loss above and code prevalence below, over ``x``, one column per DNF task."""
     task_list = _dnf_tasks(rows)
-    fig, axes = _panels(2, len(task_list))
+    fig, axes = panel_grid(2, len(task_list))
     for col, task in enumerate(task_list):
         task_rows = _select(rows, task=task)
         _errorbars(
@@ -258,152 +249,36 @@ def _loss_and_codes(rows, x, xlabel, codes_label, relative, title):
     return fig
 
 
-def fig2(accuracy, training, sweep):
-    """Training loss and code prevalence as magnitude pruning sparsifies W1."""
-    return _loss_and_codes(
-        sweep,
-        "sparsity",
-        "W1 sparsity per neuron (MP)",
-        "codes / dense codes",
-        relative=True,
-        title="Fig. 2: loss rises as 4P-positive codes degrade under magnitude pruning",
-    )
+def codes_under_magnitude_pruning(accuracy, training, sweep):
+    """Training loss and code prevalence as magnitude pruning sparsifies W1 (Fig. 2)."""
+    title = "Fig. 2: loss rises as 4P-positive codes degrade under magnitude pruning"
+    labels = {"xlabel": "W1 sparsity per neuron (MP)", "codes_label": "codes / dense codes"}
+    return _loss_and_codes(sweep, "sparsity", **labels, relative=True, title=title)
 
 
-def figA1(accuracy, training, sweep):
-    """Code prevalence and loss over training of the dense nets."""
-    return _loss_and_codes(
-        training,
-        "epoch",
-        "epoch",
-        "neuron–clause codes",
-        relative=False,
-        title="Fig. A1: codes emerge as the training loss falls",
-    )
+def codes_during_training(accuracy, training, sweep):
+    """Code prevalence and loss over training of the dense nets (Fig. A1)."""
+    title = "Fig. A1: codes emerge as the training loss falls"
+    labels = {"xlabel": "epoch", "codes_label": "neuron–clause codes"}
+    return _loss_and_codes(training, "epoch", **labels, relative=False, title=title)
 
 
+# the paper's figure id (the output file's name) -> what draws it
 FIGURES = {
-    "fig2": fig2,
-    "fig4": fig4,
-    "fig5": fig5,
-    "fig6": fig6,
-    "figA1": figA1,
-    "figA3": figA3,
-    "figA6": figA6,
-    "figA7": figA7,
-    "figA8": figA8,
+    "fig2": codes_under_magnitude_pruning,
+    "fig4": dnf_accuracy_after_pruning,
+    "fig5": masks_before_and_after_finetuning,
+    "fig6": digits_accuracy_after_pruning,
+    "figA1": codes_during_training,
+    "figA3": divergence_after_pruning,
+    "figA6": codes_through_finetuning,
+    "figA7": codes_after_pruning,
+    "figA8": structured_accuracy_after_pruning,
 }
 
 
 def plot_figure(name: str, accuracy, training, sweep, path) -> None:
+    """Draw the paper's figure ``name`` from the study's three tables and save it to ``path``."""
     if name not in FIGURES:
         raise ValueError(f"figure {name!r} is unknown: use one of {sorted(FIGURES)}")
     save_figure(FIGURES[name](accuracy, training, sweep), path)
-
-
-# --- weight pictures of one trial ---------------------------------------------------------------
-
-
-def clause_order(clauses: np.ndarray | None, width: int) -> np.ndarray:
-    """Columns grouped clause by clause (Fig. 1 orders literals by clause)."""
-    return np.arange(width) if clauses is None else clauses.reshape(-1)
-
-
-def neuron_order(w2: np.ndarray) -> np.ndarray:
-    """Neurons with positive output margin first, strongest first (as in Fig. 1)."""
-    margin = w2[1] - w2[0] if w2.shape[0] == 2 else np.abs(w2).max(axis=0)
-    return np.argsort(-margin, kind="stable")
-
-
-def _heatmap(ax, matrix: np.ndarray, title: str, clause_lines: int | None = None) -> None:
-    limit = np.abs(matrix).max() or 1.0
-    ax.imshow(
-        matrix, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto", interpolation="nearest"
-    )
-    if clause_lines:
-        for x in np.arange(4, matrix.shape[1], 4) - 0.5:
-            ax.axvline(x, color="black", linewidth=0.3)
-    ax.set_title(title, fontsize=9)
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
-def dense_picture(net: dict, clauses: np.ndarray | None):
-    """Fig. 1: C0, W1, b1, W2 and C1 of the dense net, C1's 4P-positive codes outlined."""
-    from prunescope.align.codes import four_p_positive
-
-    width = net["W1"].shape[1]
-    cols, rows = clause_order(clauses, width), neuron_order(net["W2"])
-    c1 = net["W1"] @ net["C0"]
-    fig, axes = plt.subplots(
-        1, 5, figsize=(15, 3.6), gridspec_kw={"width_ratios": [4, 4, 0.4, 0.8, 4]}
-    )
-    _heatmap(axes[0], net["C0"][:, cols], "C0 (input literals by clause)")
-    _heatmap(axes[1], net["W1"][rows], "W1 (weight space)")
-    _heatmap(axes[2], net["b1"][rows, None], "b1")
-    _heatmap(axes[3], net["W2"][:, rows].T, "W2ᵀ")
-    _heatmap(axes[4], c1[rows][:, cols], "C1 = W1 C0 (feature space)", clause_lines=True)
-    if clauses is not None:
-        codes = four_p_positive(c1, net["W2"], net["b1"], clauses)[rows]
-        for r, c in zip(*np.nonzero(codes), strict=True):
-            axes[4].add_patch(
-                plt.Rectangle(
-                    (4 * c - 0.5, r - 0.5), 4, 1, fill=False, edgecolor="limegreen", linewidth=1.2
-                )
-            )
-    fig.suptitle("Fig. 1: dense net; green boxes are 4P-positive codes in C1")
-    fig.tight_layout()
-    return fig
-
-
-def sparsity_picture(
-    net: dict, clauses: np.ndarray | None, pruned: list[tuple[float, dict]], title: str
-):
-    """Figs. 3 and A2: W1′ and C1′ as magnitude pruning sparsifies W1, with ‖C1′−C1‖/‖C1‖."""
-    from prunescope.align.prune import relative_divergence
-
-    width = net["W1"].shape[1]
-    cols, rows = clause_order(clauses, width), neuron_order(net["W2"])
-    c1 = net["W1"] @ net["C0"]
-    fig, axes = _panels(2, len(pruned), width=3.2, height=3.0)
-    for k, (sparsity, weights) in enumerate(pruned):
-        c1_pruned = weights @ net["C0"]
-        divergence = relative_divergence(c1_pruned, c1)
-        _heatmap(
-            axes[0][k],
-            weights[rows][:, cols] if clauses is not None else weights[rows],
-            f"W1′ at {sparsity:.1%}",
-        )
-        _heatmap(
-            axes[1][k],
-            c1_pruned[rows][:, cols],
-            f"C1′ (‖C1′−C1‖/‖C1‖ = {divergence:.2f})",
-            clause_lines=clauses is not None,
-        )
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-def method_picture(
-    net: dict, clauses: np.ndarray | None, masks: dict[str, np.ndarray], sparsity: float, title: str
-):
-    """Figs. A4 and A5: the W1 mask each method chooses at one sparsity."""
-    width = net["W1"].shape[1]
-    cols, rows = clause_order(clauses, width), neuron_order(net["W2"])
-    fig, axes = _panels(1, len(masks), width=3.2, height=3.2)
-    for ax, (method, mask) in zip(axes[0], masks.items(), strict=True):
-        ax.imshow(
-            mask[rows][:, cols],
-            cmap="Greys",
-            vmin=0,
-            vmax=1,
-            aspect="auto",
-            interpolation="nearest",
-        )
-        ax.set_title(f"{METHOD_LABELS.get(method, method)} mask", fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle(f"{title} ({sparsity:.1%} sparsity; black = kept)")
-    fig.tight_layout()
-    return fig

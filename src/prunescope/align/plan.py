@@ -1,4 +1,4 @@
-"""Study ALIGN's grid as plain data: tasks, trials, variants, lineages, artifact paths, checks.
+"""Study ALIGN's grid as plain data: tasks, trials, variants, lineages, targets, checks.
 
 Like :mod:`prunescope.plan` for Study LM, the rule files ask this module what to build
 and it knows nothing of Snakemake.
@@ -10,9 +10,10 @@ import hashlib
 import json
 from functools import partial
 
-from prunescope.plan import canonical, format_sparsity
+from prunescope.align.structures import keep_count
+from prunescope.conditions import canonical
+from prunescope.paths import ALIGN_FIGURE, ALIGN_PICTURE, ALIGN_TABLE, fill
 
-STRUCTURES = {"unstructured": None, "2of4": (2, 4)}
 DIGITS_PIXELS = 64
 # Figures over several tasks and what they need from the grid.
 DNF_FIGURES = ("fig2", "fig4", "fig5", "figA1", "figA6", "figA7")
@@ -82,7 +83,7 @@ def hessian_fraction(config: dict, task: str) -> float:
 
 # --- lineage: what an artifact's content follows, all the way up ------------------------------
 #
-# As for Study LM (see prunescope.plan): a reader carries the lineage of what it reads among
+# As for Study LM (see prunescope.lineage): a reader carries the lineage of what it reads among
 # its params, because Snakemake deletes a failed job's output with the record of its params
 # and does not rerun a job whose output is missing while every reader of it is up to date.
 # Each lineage is the producing job's own settings plus the lineage of what that job reads,
@@ -188,65 +189,50 @@ def accuracy_lineage(config: dict) -> dict:
     return digest(each_trial(config, lambda t, s, i: [finetuned_lineage(config, t, s, i)]))
 
 
-def _picture_reads(config: dict, task: str) -> dict:
-    trial = config["align"]["heatmap_trial"]
-    return {"pruned": pruned_lineage(config, task, "unstructured", trial)}
+# --- what a Study ALIGN job reads, from the config and its wildcards -------------------------
+# A net's lineage holds its dataset's, so the rules that read both name the net alone.
 
 
-# What each rule reads, from the config and its wildcards. A net's lineage holds its
-# dataset's, so the rules that read both name the net alone.
-READS = {
-    "train_align_net": lambda c, w: {"data": dataset_options(c, w["task"], w["trial"])},
-    "estimate_align_hessian": lambda c, w: {"net": net_lineage(c, w["task"], w["trial"])},
-    "solve_align_mip": lambda c, w: {"net": net_lineage(c, w["task"], w["trial"])},
-    "sweep_align_magnitude": lambda c, w: {"net": net_lineage(c, w["task"], w["trial"])},
-    "prune_align_nets": lambda c, w: {
-        "hessian": hessian_lineage(c, w["task"], w["trial"]),
-        "mip": mip_lineages(c, w["task"], w["structure"], w["trial"]),
-    },
-    "finetune_align_nets": lambda c, w: {
-        "pruned": pruned_lineage(c, w["task"], w["structure"], w["trial"])
-    },
-    "align_accuracy_table": lambda c, w: accuracy_lineage(c),
-    "align_mip_table": lambda c, w: digest(each_trial(c, partial(mip_lineages, c))),
-    "align_training_table": lambda c, w: digest(each_net(c, net_lineage)),
-    "align_sweep_table": lambda c, w: digest(each_net(c, sweep_lineage)),
-    "plot_align_figure": lambda c, w: {
-        "accuracy": accuracy_lineage(c),
-        "training": digest(each_net(c, net_lineage)),
-        "sweep": digest(each_net(c, sweep_lineage)),
-    },
-    "plot_align_picture": lambda c, w: _picture_reads(c, w["task"]),
-}
+def dataset_of(config: dict, w: dict) -> dict:
+    return dataset_options(config, w["task"], w["trial"])
 
 
-def upstream_of(config: dict, rule: str, wildcards: dict) -> dict:
-    """The lineage of what a Study ALIGN job reads: its ``upstream`` param.
-
-    ``wildcards`` maps the job's wildcard names (task, structure, trial, ...) to their values.
-    """
-    if rule not in READS:
-        raise ValueError(f"no upstream lineage is defined for Study ALIGN rule {rule!r}")
-    return canonical(READS[rule](config, wildcards))
+def net_of(config: dict, w: dict) -> dict:
+    return net_lineage(config, w["task"], w["trial"])
 
 
-# --- artifact paths -------------------------------------------------------------------------
+def hessian_of(config: dict, w: dict) -> dict:
+    return hessian_lineage(config, w["task"], w["trial"])
 
 
-def dataset_path(task: str, trial) -> str:
-    return f"results/align/data/{task}/trial{trial}.npz"
+def mip_solutions_of(config: dict, w: dict) -> list[dict]:
+    return mip_lineages(config, w["task"], w["structure"], w["trial"])
 
 
-def net_dir(task: str, trial) -> str:
-    return f"results/align/nets/{task}/trial{trial}"
+def pruned_of(config: dict, w: dict) -> dict:
+    return pruned_lineage(config, w["task"], w["structure"], w["trial"])
 
 
-def mip_path(task: str, structure: str, trial, sparsity) -> str:
-    return f"results/align/mip/{task}/{structure}/trial{trial}/s{format_sparsity(sparsity)}.npz"
+def heatmap_pruned_of(config: dict, w: dict) -> dict:
+    """The unstructured variants of the heat-map trial, which a weight picture shows."""
+    return pruned_lineage(config, w["task"], "unstructured", config["align"]["heatmap_trial"])
 
 
-def pruned_dir(task: str, structure: str, trial) -> str:
-    return f"results/align/pruned/{task}/{structure}/trial{trial}"
+def every_variant(config: dict, w: dict | None = None) -> dict:
+    """Every fine-tuned variant, whose lineage holds that of the pruned ones (accuracy)."""
+    return accuracy_lineage(config)
+
+
+def every_mip_solution(config: dict, w: dict | None = None) -> dict:
+    return digest(each_trial(config, partial(mip_lineages, config)))
+
+
+def every_net(config: dict, w: dict | None = None) -> dict:
+    return digest(each_net(config, net_lineage))
+
+
+def every_sweep(config: dict, w: dict | None = None) -> dict:
+    return digest(each_net(config, sweep_lineage))
 
 
 def each_trial(config: dict, paths_for) -> list[str]:
@@ -288,24 +274,10 @@ ALIGN_TABLES = ("accuracy", "accuracy_summary", "mip_solves", "training_codes", 
 def align_targets(config: dict) -> list[str]:
     if not align_block(config):
         return []
-    tables = [f"results/align/tables/{t}.csv" for t in ALIGN_TABLES]
-    figures = [f"results/align/figures/{f}.png" for f in align_figures(config)]
-    pictures = [f"results/align/figures/{t}/{p}.png" for t, p in align_pictures(config)]
+    tables = [fill(ALIGN_TABLE, name=t) for t in ALIGN_TABLES]
+    figures = [fill(ALIGN_FIGURE, figure=f) for f in align_figures(config)]
+    pictures = [fill(ALIGN_PICTURE, task=t, picture=p) for t, p in align_pictures(config)]
     return tables + figures + pictures
-
-
-def keep_count(d: int, sparsity: float) -> int:
-    """Weights kept per row of W1: ``d - round(sparsity * d)``.
-
-    Defined here rather than with the pruning maths because every Snakemake call imports
-    this module to check the config, and the pruning module pulls in scipy.
-    """
-    if not 0.0 <= sparsity < 1.0:
-        raise ValueError(f"sparsity must lie in [0, 1), got {sparsity}")
-    keep = d - int(round(sparsity * d))
-    if keep < 1:
-        raise ValueError(f"sparsity {sparsity} leaves no weight in a row of {d}")
-    return keep
 
 
 # --- semantic checks the JSON schema cannot express -------------------------------------------
