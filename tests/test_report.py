@@ -39,11 +39,15 @@ def report(smoke_run) -> tuple[Path, str]:
 
 
 def report_outputs(workflow: Path) -> list[str]:
-    """File names of every output the rules mark with report()."""
+    """File names of every output the rules mark with report() (or lm_report, align_report),
+    their paths read as the rule files write them: from prunescope.paths."""
+    from prunescope import paths
+
+    path = r'fill\([^)]*\)|paths\.\w+|"[^"]+"'
     names = []
     for rule_file in (workflow / "workflow/rules").glob("*.smk"):
-        for path in re.findall(r'report\(\s*"([^"]+)"', rule_file.read_text()):
-            names.append(Path(path).name)
+        for expression in re.findall(rf"report\(\s*({path})", rule_file.read_text()):
+            names.append(Path(eval(expression, {"fill": paths.fill, "paths": paths})).name)
     return names
 
 
