@@ -274,7 +274,7 @@ def all_ablation_results(config: dict) -> list[str]:
     ]
 
 
-def activation_survival_tables(config: dict) -> list[tuple[tuple, str]]:
+def activation_survival_inputs(config: dict) -> list[tuple[tuple, str]]:
     """(model, layer, pruned condition) and its activation-level survival table."""
     return [
         ((model, layer, cond), fill(SURVIVAL, model=model, layer=layer, cond=cond))
@@ -283,11 +283,11 @@ def activation_survival_tables(config: dict) -> list[tuple[tuple, str]]:
     ]
 
 
-def survival_tables_by_sae(config: dict) -> list[tuple[tuple, str]]:
+def survival_inputs_by_sae(config: dict) -> list[tuple[tuple, str]]:
     """The same per (model, layer, condition, SAE), for the dense SAE trained here and for
     each SAE trained elsewhere (``models.<m>.pretrained_saes``)."""
     trained = trained_sae_label(config)
-    return [((*key, trained), path) for key, path in activation_survival_tables(config)] + [
+    return [((*key, trained), path) for key, path in activation_survival_inputs(config)] + [
         (
             (model, layer, cond, pretrained_saes(config, model)[layer]["label"]),
             fill(PRETRAINED_SURVIVAL, model=model, layer=layer, cond=cond),
@@ -297,7 +297,7 @@ def survival_tables_by_sae(config: dict) -> list[tuple[tuple, str]]:
     ]
 
 
-def new_feature_tables(config: dict) -> list[tuple[tuple, str]]:
+def new_feature_inputs(config: dict) -> list[tuple[tuple, str]]:
     """(model, layer, condition) and its reverse view at the independent seed (dense: the
     floor)."""
     seed = independent_seed(config)

@@ -87,7 +87,7 @@ class MipSettings:
     """Limits and solver of the per-neuron best-subset search (:func:`solve_neuron`,
     :func:`solve_layer`)."""
 
-    time_limit: float = 30.0
+    time_limit: float = 30
     """Seconds per neuron, for its whole solve, warm start included."""
     node_limit: int | None = None
     """Branch-and-bound nodes per neuron (SCIP: its total node limit); None: no limit. Both

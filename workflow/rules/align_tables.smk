@@ -30,8 +30,7 @@ rule align_mip_table:
         table=align_report(
             fill(paths.ALIGN_TABLE, name="mip_solves"), "align_mip", "Tables"
         ),
-        # wall-clock times vary from machine to machine: kept out of the tables
-        seconds="results/benchmarks/align_mip_seconds.csv",
+        seconds=paths.MIP_SECONDS,
     log:
         "results/logs/align_mip_table.log",
     conda:

@@ -18,7 +18,7 @@ from prunescope.conditions import (
     models_by_source,
 )
 from prunescope.lineage import (
-    capture_settings as plan_capture_settings,
+    capture_settings as lineage_capture_settings,
     job_checkpoint,
     checkpoint_read,
     dense_checkpoint,
@@ -30,9 +30,8 @@ from prunescope.lineage import (
     upstream,
 )
 from prunescope.plan import (
-    ablation_condition,
     ablation_ranking,
-    activation_survival_tables,
+    activation_survival_inputs,
     all_ablation_results,
     all_dense_metrics,
     all_floor_matches,
@@ -45,12 +44,12 @@ from prunescope.plan import (
     all_transfer_results,
     analysis_targets,
     data_stage_targets,
-    new_feature_tables,
+    new_feature_inputs,
     pretrained_sae_input,
     pretrained_saes,
     saelens_export_settings,
     saelens_exports,
-    survival_tables_by_sae,
+    survival_inputs_by_sae,
     trained_sae_label,
 )
 from prunescope.align.plan import align_targets, check_align
@@ -128,12 +127,12 @@ def model_spec(wildcards):
 
 def capture_settings(wildcards):
     """Readers of a cache get it too, so an edit reaches them even when the recapture dies."""
-    return plan_capture_settings(config, wildcards.model, wildcards.cond)
+    return lineage_capture_settings(config, wildcards.model, wildcards.cond)
 
 
 def dense_capture_settings(wildcards):
     """What the dense cache's content follows, for a job that reads it beside a pruned one."""
-    return plan_capture_settings(config, wildcards.model, "dense")
+    return lineage_capture_settings(config, wildcards.model, "dense")
 
 
 def reads(**lineages):
@@ -171,9 +170,9 @@ def lm_report(path, topic):
 
 REFERENCE_SEED = config["analysis"]["reference_seed"]
 TRAINED_SAE = trained_sae_label(config)
-ACTIVATION_SURVIVAL = activation_survival_tables(config)
-SURVIVAL_BY_SAE = survival_tables_by_sae(config)
-NEW_FEATURES = new_feature_tables(config)
+ACTIVATION_SURVIVAL = activation_survival_inputs(config)
+SURVIVAL_BY_SAE = survival_inputs_by_sae(config)
+NEW_FEATURES = new_feature_inputs(config)
 
 
 def ablation_ranking_file(wildcards):

@@ -1,6 +1,8 @@
 """Study ALIGN's workflow jobs, one function per rule of workflow/rules/align*.smk, named
-after it: each reads the rule's input files, runs its stage from :mod:`experiment` and writes its
-outputs. The scripts in scripts/ only hand over Snakemake's paths, params and wildcards.
+after it: each reads the rule's input files, runs its stage from :mod:`experiment` and
+writes its outputs (the two tables stacked from one file per trial share
+:func:`stack_trial_tables`). The scripts in scripts/ only hand over Snakemake's paths,
+params and wildcards.
 
 The figures are drawn by :func:`figures.plot_figure` and :func:`pictures.plot_picture`.
 """

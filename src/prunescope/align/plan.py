@@ -23,7 +23,6 @@ STRUCTURED_FIGURES = ("figA8",)
 # Weight pictures of one trial, per task.
 DNF_PICTURES = ("fig1", "fig3", "figA4")
 DIGITS_PICTURES = ("figA2", "figA5")
-MASK_ONLY = {"obs_mask", "mip_mask"}
 
 
 def align_block(config: dict) -> dict | None:

@@ -1,7 +1,7 @@
 """Study ALIGN's sparsity vocabulary: the patterns W1 is pruned to, and what a sparsity keeps.
 
-Apart from the pruning maths, which pulls in scipy, because every Snakemake call reads it
-to check the config.
+Kept out of :mod:`prunescope.align.prune`, which imports scipy, because every Snakemake
+call reads it to check the config.
 """
 
 from __future__ import annotations

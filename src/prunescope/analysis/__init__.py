@@ -16,7 +16,6 @@ number that cannot be computed is NaN with a ``note`` saying why.
 
 from prunescope.analysis.activation import activation_survival_tables, activation_views
 from prunescope.analysis.definitions import (
-    DECODER_DEFINITIONS,
     DEFINITIONS,
     KEYS,
     condition_columns,
@@ -67,7 +66,6 @@ from prunescope.analysis.quintiles import (
 )
 
 __all__ = [
-    "DECODER_DEFINITIONS",
     "DEFINITIONS",
     "KEYS",
     "METRICS",

@@ -30,7 +30,6 @@ DEFINITIONS = {
 }
 """What each value of a survival table's ``definition`` column means (README, captions)."""
 
-DECODER_DEFINITIONS = ("paired_init", "cross_seed", "seed_floor")
 KEYS = ("model", "layer", "condition", "method", "sparsity", "definition")
 TABLE_KEYS = ("model", "layer", "sae", "condition", "method", "sparsity", "definition")
 """The columns a survival table leads with, those it has, in this order."""

@@ -4,8 +4,8 @@ One fixed dictionary (the dense reference SAE, or any SAE with an encoder) encod
 dense and the pruned model's activations of the same tokens, and each feature is compared
 with itself across the two models: the Pearson correlation of its activations over the
 tokens, the Jaccard overlap of its firing sets and the ratio of its mean activations. No
-second SAE is trained, so no number here can come from a shared initialisation (DESIGN.md,
-"What a survival number measures"). The reverse view asks the opposite question: which
+second SAE is trained, so no number here can come from a shared initialisation (README,
+what "survives" means). The reverse view asks the opposite question: which
 features of an SAE trained on the pruned model have no activation-correlated dense feature.
 
 Eval sets run to millions of rows and dictionaries to tens of thousands of features, so

@@ -17,8 +17,8 @@ when asked for with ``solver="scip"`` (the paper's own stack).
 
 Modules: :mod:`.supports` (feasible supports, refits, enumeration), :mod:`.heuristics` (greedy
 and swap warm starts), :mod:`.search` (the branch and bound), :mod:`.improve` (the local search
-between its rounds), :mod:`.scip` (SCIP's model), :mod:`.settings` (:class:`MipSettings`) and
-:mod:`.solve` (one neuron, a whole layer).
+between its rounds), :mod:`.scip` (SCIP's model) and :mod:`.solve` (one neuron, a whole
+layer); the limits of a solve are a :class:`prunescope.settings.MipSettings`.
 """
 
 from prunescope.align.mip.heuristics import greedy_backward
@@ -31,7 +31,7 @@ from prunescope.align.mip.search import (
 )
 from prunescope.align.mip.solve import NeuronSolution, solutions_frame, solve_layer, solve_neuron
 from prunescope.align.mip.supports import (
-    _ENUMERATION_BATCH as _ENUMERATION_BATCH,  # prunescope.memory sizes enumeration by it
+    _ENUMERATION_BATCH as _ENUMERATION_BATCH,  # memory.sizes.ENUMERATION_BATCH must equal it
 )
 from prunescope.align.mip.supports import (
     Block,
@@ -42,10 +42,9 @@ from prunescope.align.mip.supports import (
     max_support_size,
     refit_on_support,
 )
-from prunescope.settings import SOLVERS, MipSettings
+from prunescope.settings import MipSettings
 
 __all__ = [
-    "SOLVERS",
     "Block",
     "MipSettings",
     "NeuronSolution",
