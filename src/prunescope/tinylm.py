@@ -46,17 +46,14 @@ def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: in
 class TrainingConfig:
     """How the tiny LM is trained."""
 
-    steps: int = 1000
-    """Optimiser steps."""
-    batch_size: int = 16
-    """Windows per step."""
-    lr: float = 3e-3
-    """Peak learning rate (AdamW), reached after warmup, cosine-decayed to 10%."""
-    warmup_steps: int = 50
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
-    seed: int = 0
-    log_every: int = 50
+    steps: int = 1000  # optimiser steps
+    batch_size: int = 16  # windows per step
+    lr: float = 3e-3  # AdamW's peak, reached after warmup, cosine-decayed to 10 %
+    warmup_steps: int = 50  # linear warmup
+    weight_decay: float = 0.1  # AdamW's, on matrices only
+    grad_clip: float = 1.0  # largest gradient norm
+    seed: int = 0  # which windows make each batch
+    log_every: int = 50  # steps between loss records
 
 
 def build_llama(tokenizer, architecture: dict, seed: int = 0):
