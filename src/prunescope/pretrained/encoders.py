@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from prunescope.pretrained.source import SAESource
-from prunescope.sae import TopKSAE
+from prunescope.sae import TopKSAE, row_top_k
 from prunescope.survival import as_latent_encoder
 
 
@@ -194,8 +194,9 @@ def top_k_relu(pre: torch.Tensor, k: int) -> torch.Tensor:
     the top k. Both keep every positive entry among the k largest and zero the rest, so
     the dense latents are the same.
     """
-    values, indices = pre.topk(k, dim=-1, sorted=False)
-    return torch.zeros_like(pre).scatter_(-1, indices, torch.relu(values))
+    rows = pre.reshape(-1, pre.shape[-1])
+    values, indices = row_top_k(rows, k)  # the SAE's own top-k: topk's values, faster on CPU
+    return torch.zeros_like(rows).scatter_(-1, indices, torch.relu(values)).view_as(pre)
 
 
 def group_max_relu(pre: torch.Tensor, k: int) -> torch.Tensor:
