@@ -43,6 +43,11 @@ include: "workflow/rules/ablation.smk"
 include: "workflow/rules/report.smk"
 
 
+if config["pruning"].get("feature") is not None:
+
+    include: "workflow/rules/feature.smk"
+
+
 if config.get("align"):
 
     include: "workflow/rules/align_common.smk"

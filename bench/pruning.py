@@ -1,4 +1,4 @@
-"""Pruning: wall time of magnitude, Wanda and SparseGPT against a forward pass.
+"""Pruning: wall time of magnitude, Wanda, SparseGPT and feature pruning against a forward pass.
 
 Each method prunes a randomly initialised model to 50 % with the default config's
 settings (Wanda per row; SparseGPT blocks of 128 columns, 1 % dampening) from random
@@ -6,6 +6,11 @@ token ids of the default calibration size, context and batch size. The reference
 bare forward pass of the same model over the same calibration batches, timed in
 alternation with the methods. Every timed pruning call first copies the dense weights
 back into the linears it prunes (``restore_s``, timed on its own, is included).
+
+Feature pruning gets a random feature basis of the default SAE width (``sae.expansion``
+times the stream width, energy-weighted) for both sites of every block, as the workflow
+would, read from memory rather than from disk; its target is at most twice SparseGPT's
+time on the same model in the same run.
 
 On CPU the model is the default config's tiny Llama; with CUDA, also a model of
 gemma-2-2b's published dimensions (float32, as in the paper preset), with no download.
@@ -21,18 +26,23 @@ from bench.harness import (
     default_config,
     interleaved_medians,
     random_llama,
+    target,
     tiny_model_shape,
 )
-from prunescope.models import prunable_linears
+from prunescope.architectures import SITES, feature_sites_of, stream_width
+from prunescope.feature_pruning.basis import FeatureBasis
+from prunescope.models import decoder_layers, prunable_linears
 from prunescope.pruning import prune_model
 
 SPARSITY = 0.5
-METHODS = ("magnitude", "wanda", "sparsegpt")
+METHODS = ("magnitude", "wanda", "sparsegpt", "feature")
+FEATURE_VS_SPARSEGPT = 2.0
 TINY = {
     "architecture": TINY_ARCHITECTURE,
     "vocab_size": 256,
     "calibration": {"n_tokens": 256, "context": 16, "batch_size": 8},
     "options": {"wanda": {"granularity": "row"}, "sparsegpt": {"blocksize": 128, "percdamp": 0.01}},
+    "expansion": 8,
 }
 
 
@@ -43,7 +53,32 @@ def default_setting() -> dict:
         **tiny_model_shape(config),
         "calibration": config["pruning"]["calibration"],
         "options": {name: config["pruning"][name] for name in ("wanda", "sparsegpt")},
+        "expansion": config["sae"]["expansion"],
     }
+
+
+def random_bases(model: torch.nn.Module, expansion: int) -> list[FeatureBasis]:
+    """One random basis per site of every block: ``expansion x width`` unit directions
+    (one tensor shared by all, to spare memory) with random energies."""
+    width = stream_width(model)
+    generator = torch.Generator().manual_seed(0)
+    directions = torch.randn(expansion * width, width, generator=generator, dtype=torch.float64)
+    directions /= directions.norm(dim=1, keepdim=True)
+    energy = torch.rand(expansion * width, generator=generator, dtype=torch.float64)
+    sites = feature_sites_of(model)
+    return [
+        FeatureBasis(
+            directions=directions,
+            energy=energy,
+            firing_rate=energy,
+            features=torch.arange(len(energy)),
+            block=block,
+            site=site,
+            projections=sites[site].projections,
+        )
+        for block in range(len(decoder_layers(model)))
+        for site in SITES
+    ]
 
 
 def calibration_ids(vocab_size: int, calibration: dict) -> torch.Tensor:
@@ -69,17 +104,17 @@ def compare(model: torch.nn.Module, setting: dict, device: torch.device, repeats
             for start in range(0, len(ids), batch_size):
                 model(input_ids=ids[start : start + batch_size].to(device), use_cache=False)
 
+    bases = random_bases(model, setting["expansion"])
+
     def prune(method: str):
+        options = setting["options"].get(method, {})
+        if method == "feature":
+            options = {**setting["options"]["sparsegpt"], "feature_bases": bases}
+
         def call() -> None:
             restore()
             prune_model(
-                model,
-                method,
-                SPARSITY,
-                ids,
-                batch_size=batch_size,
-                device=device,
-                **setting["options"].get(method, {}),
+                model, method, SPARSITY, ids, batch_size=batch_size, device=device, **options
             )
 
         return call
@@ -102,6 +137,7 @@ def compare(model: torch.nn.Module, setting: dict, device: torch.device, repeats
         "restore_s": times["restore"]["median_s"],
         **{f"{method}_s": times[method]["median_s"] for method in METHODS},
         **{f"{method}_vs_forward": times[method]["median_s"] / forward_s for method in METHODS},
+        "feature_vs_sparsegpt": times["feature"]["median_s"] / times["sparsegpt"]["median_s"],
         "samples_s": {name: times[name]["samples_s"] for name in times},
     }
 
@@ -147,4 +183,14 @@ def run(size: str) -> dict:
         torch.cuda.empty_cache()
     else:
         cases.append({"case": "gemma-2-2b shapes, cuda", "skipped": "no CUDA device"})
-    return {"cases": cases, "targets": [], "gpu": torch.cuda.is_available()}
+    targets = [
+        target(
+            f"feature pruning time / SparseGPT's: {case['case']}",
+            case["feature_vs_sparsegpt"],
+            FEATURE_VS_SPARSEGPT,
+            "<=",
+        )
+        for case in cases
+        if "feature_vs_sparsegpt" in case
+    ]
+    return {"cases": cases, "targets": targets, "gpu": torch.cuda.is_available()}

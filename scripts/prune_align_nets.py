@@ -13,6 +13,7 @@ with rule_logging(snakemake.log[0], snakemake.threads):
         i.hessian,
         i.hessian_inverse,
         i.mip,
+        i.basis_mip,
         snakemake.output.nets,
         snakemake.output.metrics,
         variants=p.variants,

@@ -4,7 +4,7 @@ from prunescope.checkpoints import save_pruned
 from prunescope.corpus import windows_from_jsonl
 from prunescope.io import atomic_path
 from prunescope.models import load_causal_lm
-from prunescope.pruning import prune_model
+from prunescope.pruning import feature_arguments, prune_model
 from prunescope.runlog import rule_logging
 
 with rule_logging(snakemake.log[0], snakemake.threads, gpus=snakemake.resources.gpu) as log:
@@ -20,6 +20,7 @@ with rule_logging(snakemake.log[0], snakemake.threads, gpus=snakemake.resources.
         batch_size = calibration["batch_size"]
         log.info("calibration windows: %s", tuple(calibration_ids.shape))
     nm = options.pop("nm")
+    options.update(feature_arguments(options.pop("feature", None), snakemake.input.bases))
     report = prune_model(
         model,
         options.pop("method"),

@@ -1,4 +1,4 @@
-"""Train one TopK SAE seed on a cached activation file."""
+"""Train one TopK SAE seed on a cached activation file (a layer's, or a feature site's)."""
 
 from pathlib import Path
 
@@ -15,7 +15,12 @@ with rule_logging(snakemake.log[0], snakemake.threads, gpus=snakemake.resources.
         cfg,
         pick_device(p.device),
         Path(snakemake.output.metrics).parent,
-        provenance={"model": w.model, "condition": w.cond, "layer": int(w.layer)},
+        provenance={
+            "model": w.model,
+            "condition": w.get("cond", "dense"),
+            "layer": int(w.layer),
+            "site": w.get("site", "resid_post"),
+        },
         capture_settings=p.capture,
     )
     log.info("FVU %.4f, L0 %.2f, alive %d", metrics["fvu"], metrics["l0"], metrics["alive"])

@@ -11,6 +11,7 @@ from rule_reads import declared_reads
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from prunescope.align.methods import ESTIMATORS
 from prunescope.align.plan import (
     align_targets,
     check_align,
@@ -89,8 +90,10 @@ PER_TRIAL_RULES = (
     "prune_align_nets",
     "finetune_align_nets",
 )
+BASIS_RULES = ("estimate_align_basis", "solve_align_basis_mip")
 GRID_RULES = (
     "align_accuracy_table",
+    "align_basis_table",
     "align_mip_table",
     "align_training_table",
     "align_sweep_table",
@@ -99,18 +102,39 @@ GRID_RULES = (
 
 
 def upstreams(config: dict) -> dict[tuple, dict]:
-    """Every ALIGN job's upstream param, keyed by (rule, task, structure, trial); a job
-    without one of these wildcards has None there."""
+    """Every ALIGN job's upstream param, keyed by (rule, task, structure, trial, estimator);
+    a job without one of these wildcards has None there."""
     align = config["align"]
-    jobs = {
-        (rule, task, structure, trial): {"task": task, "structure": structure, "trial": str(trial)}
-        for rule in PER_TRIAL_RULES
+    grid = [
+        (task, structure, trial)
         for task in tasks(config)
         for structure in align["structures"]
         for trial in align["trials"]
+    ]
+    jobs = {
+        (rule, task, structure, trial, None): {
+            "task": task,
+            "structure": structure,
+            "trial": str(trial),
+        }
+        for rule in PER_TRIAL_RULES
+        for task, structure, trial in grid
     }
-    jobs |= {("plot_align_picture", task, None, None): {"task": task} for task in tasks(config)}
-    jobs |= {(rule, None, None, None): {} for rule in GRID_RULES}
+    jobs |= {
+        (rule, task, structure, trial, estimator): {
+            "task": task,
+            "structure": structure,
+            "trial": str(trial),
+            "estimator": estimator,
+        }
+        for rule in BASIS_RULES
+        for task, structure, trial in grid
+        for estimator in ESTIMATORS
+    }
+    jobs |= {
+        ("plot_align_picture", task, None, None, None): {"task": task} for task in tasks(config)
+    }
+    jobs |= {(rule, None, None, None, None): {} for rule in GRID_RULES}
     reads = declared_reads()
     return {job: upstream(config, reads[job[0]], wildcards) for job, wildcards in jobs.items()}
 
@@ -119,34 +143,45 @@ HESSIAN_READERS = {
     "prune_align_nets",
     "finetune_align_nets",
     "align_accuracy_table",
+    "align_basis_table",
     "plot_align_figure",
     "plot_align_picture",
 }
-# (edit of the smoke preset's align block, whether a job's upstream must change)
+# (edit of the smoke preset's align block, whether a job's upstream must change, from the
+# job's rule, task and estimator)
 EDITS = {
     "dataset size": (
         lambda a: a["dnf"].update(train_per_16_literals=2000),
-        lambda rule, task: task in ("dnf16", None),
+        lambda rule, task, estimator: task in ("dnf16", None),
     ),
     "training epochs": (
         lambda a: a["training"].update(epochs=7),
-        lambda rule, task: rule != "train_align_net",
+        lambda rule, task, estimator: rule != "train_align_net",
     ),
     "hessian damping": (
         lambda a: a["hessian"].update(damping=0.1),
-        lambda rule, task: rule in HESSIAN_READERS,
+        lambda rule, task, estimator: rule in HESSIAN_READERS,
     ),
     "digits hessian fraction": (
         lambda a: a["hessian"].update(digits_fraction=0.5),
-        lambda rule, task: rule in HESSIAN_READERS and task in ("digits", None),
+        lambda rule, task, estimator: rule in HESSIAN_READERS and task in ("digits", None),
     ),
     "mip time limit": (
         lambda a: a["mip"].update(time_limit=0.1),
-        lambda rule, task: rule in HESSIAN_READERS | {"align_mip_table"},
+        lambda rule, task, estimator: rule in HESSIAN_READERS | {"align_mip_table"},
     ),
     "finetuning epochs": (
         lambda a: a["finetuning"].update(epochs=3),
-        lambda rule, task: rule in ("align_accuracy_table", "plot_align_figure"),
+        lambda rule, task, estimator: (
+            rule in ("align_accuracy_table", "align_basis_table", "plot_align_figure")
+        ),
+    ),
+    "sae basis penalty": (
+        lambda a: a["basis"]["sae"].update(l1=0.1),
+        # the basis job holds the settings among its own params; its readers, their lineage
+        lambda rule, task, estimator: (
+            (estimator == "sae" and rule != "estimate_align_basis") or rule in HESSIAN_READERS
+        ),
     ),
 }
 
@@ -159,7 +194,20 @@ def test_an_edit_changes_the_upstream_of_exactly_the_jobs_downstream_of_it(edit)
     change(config["align"])
     after = upstreams(config)
     changed = {job for job in before if before[job] != after[job]}
-    assert changed == {job for job in before if downstream(job[0], job[1])}
+    assert changed == {job for job in before if downstream(job[0], job[1], job[4])}
+
+
+def test_without_an_estimated_basis_method_no_lineage_mentions_one():
+    config = validated("configs/smoke.yaml")
+    config["align"]["methods"] = ["mp", "mip", "flo"]
+
+    def planned() -> dict:  # the basis rules' jobs are not in this config's DAG
+        return {job: value for job, value in upstreams(config).items() if job[4] is None}
+
+    plain = planned()
+    config["align"]["basis"]["sae"]["l1"] = 0.5
+    assert planned() == plain
+    assert not any("basis" in Path(t).stem for t in align_targets(config))
 
 
 def test_listing_tasks_or_trials_in_another_order_changes_no_upstream():
@@ -173,7 +221,7 @@ def test_listing_tasks_or_trials_in_another_order_changes_no_upstream():
 
 def test_every_rule_that_reads_a_built_artifact_declares_its_lineage():
     declared = {rule for rule in declared_reads() if "align" in rule}
-    assert declared == {*PER_TRIAL_RULES, *GRID_RULES, "plot_align_picture"}
+    assert declared == {*PER_TRIAL_RULES, *BASIS_RULES, *GRID_RULES, "plot_align_picture"}
 
 
 SCHEMA_BAD = [

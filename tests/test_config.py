@@ -42,7 +42,7 @@ from prunescope.settings import fill_library_defaults
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = str(ROOT / "workflow/schemas/config.schema.yaml")
-PRESETS = ["config.yaml", "configs/smoke.yaml", "configs/paper.yaml"]
+PRESETS = ["config.yaml", "configs/smoke.yaml", "configs/paper.yaml", "configs/feature.yaml"]
 
 
 def load(name: str = "config.yaml") -> dict:

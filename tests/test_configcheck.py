@@ -38,7 +38,10 @@ def test_a_file_that_is_not_text(tmp_path):
 def test_the_presets_pass_and_the_command_says_one_line(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("sae:\n  k: 8\n lr: 0.001\n")
-    assert main(["config.yaml", "configs/smoke.yaml", "configs/paper.yaml"]) == 0
+    assert (
+        main(["config.yaml", "configs/smoke.yaml", "configs/paper.yaml", "configs/feature.yaml"])
+        == 0
+    )
     assert main([str(bad), str(tmp_path / "missing.yaml")]) == 1
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 2 and lines[0].startswith(f"prunescope: config file {bad} is not valid")

@@ -13,15 +13,24 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 # top to bottom; a name is a module or a package of src/prunescope
 LAYERS = [
-    ["robust_fragile", "transfer", "analysis", "export"],
+    [
+        "robust_fragile",
+        "transfer",
+        "analysis",
+        "export",
+        "feature_pruning.jobs",
+        "feature_pruning.tables",
+        "feature_pruning.figure",
+    ],
     ["ablation", "survival", "match_files", "matching", "pretrained"],
-    ["sae", "pruning", "activations"],
+    ["sae", "pruning", "feature_pruning", "activations"],
     [
         "align.jobs",
         "align.pictures",
         "align.figures",
         "align.results",
         "align.experiment",
+        "align.basis",
         "align.mip",
         "align.prune",
         "align.hessian",
@@ -36,6 +45,7 @@ LAYERS = [
         "paths",
         "settings",
         "align.structures",
+        "align.methods",
         "architectures",
         "errors",
         "io",

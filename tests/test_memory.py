@@ -696,7 +696,9 @@ def _set(config: dict, dotted: str, value) -> dict:
     return config
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "configs/smoke.yaml", "configs/paper.yaml"])
+@pytest.mark.parametrize(
+    "name", ["config.yaml", "configs/smoke.yaml", "configs/paper.yaml", "configs/feature.yaml"]
+)
 def test_the_presets_fit_a_laptop(name):
     memory.check_memory(preset(name), 8 * GB)
 

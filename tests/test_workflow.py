@@ -14,7 +14,8 @@ import yaml
 from conftest import ROOT, copy_workflow, planned_jobs
 from conftest import run_snakemake as snakemake
 
-PRESETS = ["config.yaml", "configs/smoke.yaml", "configs/paper.yaml"]
+PRESETS = ["config.yaml", "configs/smoke.yaml", "configs/paper.yaml", "configs/feature.yaml"]
+SMOKE_CONDITIONS = {"dense", "magnitude-0.3", "wanda-0.3", "feature-0.3", "feature_hybrid_2of4-0.5"}
 
 # every test here starts Snakemake
 pytestmark = pytest.mark.workflow
@@ -32,6 +33,12 @@ def test_dry_run_of_every_preset(preset, tmp_path):
     pretrained = {"paper.yaml": 2}.get(Path(preset).name, 1)
     assert jobs["import_pretrained_sae"] == pretrained
     assert jobs["evaluate_pretrained_transfer"] > jobs["pretrained_activation_survival"] > 0
+    # pruning.feature: two basis SAEs per listed block, a distortion per pruned condition
+    blocks = {"config.yaml": 1, "smoke.yaml": 2, "feature.yaml": 4}.get(Path(preset).name, 0)
+    assert jobs.get("train_site_sae", 0) == jobs.get("measure_feature_basis", 0) == 2 * blocks
+    if blocks:
+        assert jobs["measure_distortion"] == jobs["prune_model"]
+        assert jobs["feature_pruning_table"] == 1
 
 
 def _unknown_key(c):
@@ -153,7 +160,7 @@ def test_rule_files_pass_lint_and_format():
 def test_smoke_run_produces_every_data_artifact(smoke_run):
     results = smoke_run / "results"
     assert not list(results.rglob("*.partial"))
-    for cond in ("dense", "magnitude-0.3", "wanda-0.3"):
+    for cond in sorted(SMOKE_CONDITIONS):
         assert (results / f"perplexity/tiny/{cond}.json").is_file()
         with h5py.File(results / f"activations/tiny/{cond}/L1.h5") as f:
             assert f["train"].dtype == "float32" and f["train"].chunks is not None
@@ -168,6 +175,13 @@ def test_smoke_run_produces_every_data_artifact(smoke_run):
     report = yaml.safe_load((results / "models/tiny/wanda-0.3/pruning_report.json").read_text())
     assert report["overall_sparsity"] == pytest.approx(0.3, abs=0.01)
     assert (results / "logs/train_sae/tiny/dense/L1/seed0.log").stat().st_size > 0
+    report = json.loads((results / "models/tiny/feature-0.3/pruning_report.json").read_text())
+    # q/k/v and gate/up of both blocks by the feature Hessian; o and down by SparseGPT's
+    assert report["hessian_counts"] == {"feature": 10, "calibration": 4}
+    for block in (0, 1):
+        for site in ("attn_in", "mlp_in"):
+            with h5py.File(results / f"feature_basis/tiny/L{block}.{site}/activations.h5") as f:
+                assert f.attrs["site"] == site and f.attrs["layer"] == block
 
 
 @pytest.mark.slow
@@ -198,18 +212,32 @@ UPSTREAM_OF_SAES = {
 @pytest.mark.slow
 def test_editing_an_sae_setting_reruns_only_the_saes_and_what_follows(smoke_run):
     jobs = _edited(smoke_run, lambda c: c["sae"].update(k=4))
-    # one seed pair within each of the 3 conditions (the dense one is the seed floor), and
-    # every dense x pruned seed pair (2 x 2) of both pruned conditions
-    assert jobs["train_sae"] == 6 and jobs["match_dictionaries"] == 11
-    assert not UPSTREAM_OF_SAES & set(jobs)
+    # one seed pair within each of the 5 conditions (the dense one is the seed floor), and
+    # every dense x pruned seed pair (2 x 2) of the 4 pruned conditions
+    assert jobs["train_sae"] == 10 and jobs["match_dictionaries"] == 21
+    # the feature bases' SAEs follow sae too, and with them the two feature prunes
+    assert jobs["train_site_sae"] == 4 and jobs["prune_model"] == 2
+    assert jobs["capture_activations"] == 2 and jobs["evaluate_perplexity"] == 2
+    assert not {"prepare_corpus", "train_tokenizer", "train_local_model"} & set(jobs)
+
+
+@pytest.mark.slow
+def test_editing_a_basis_sae_setting_reruns_only_the_feature_branch(smoke_run):
+    jobs = _edited(smoke_run, lambda c: c["pruning"]["feature"]["sae"].update(steps=40))
+    assert jobs["train_site_sae"] == 4 and jobs["measure_feature_basis"] == 4
+    # the feature prunes and what follows them; every condition's distortion reads the bases
+    assert jobs["prune_model"] == 2 and jobs["measure_distortion"] == 4
+    assert jobs["train_sae"] == 4 and "capture_site_activations" not in jobs
+    assert not {"prepare_corpus", "train_tokenizer", "train_local_model"} & set(jobs)
 
 
 @pytest.mark.slow
 def test_editing_a_pruning_setting_reruns_that_method_and_what_follows(smoke_run):
     jobs = _edited(smoke_run, lambda c: c["pruning"]["calibration"].update(n_tokens=1024))
-    # Wanda reads calibration data; magnitude does not, so only Wanda's branch reruns.
-    assert jobs["prune_model"] == 1 and jobs["capture_activations"] == 1
-    assert jobs["evaluate_perplexity"] == 1 and jobs["train_sae"] == 2
+    # Wanda and the feature methods read calibration data; magnitude does not, so only
+    # their branches rerun.
+    assert jobs["prune_model"] == 3 and jobs["capture_activations"] == 3
+    assert jobs["evaluate_perplexity"] == 3 and jobs["train_sae"] == 6
     assert jobs["perplexity_table"] == 1
     assert "train_local_model" not in jobs and "prepare_corpus" not in jobs
 
@@ -221,6 +249,7 @@ def test_editing_an_analysis_setting_reruns_only_that_analysis(smoke_run):
     assert set(jobs) == {
         "quintile_survival",
         "activation_survival_table",
+        "feature_pruning_table",  # reads the activation survival tables
         "record_config",
         "all",
     }
@@ -235,6 +264,7 @@ def test_editing_finetuning_reruns_only_finetuning_and_its_tables(smoke_run):
     # one fine-tuning job per task x structure x trial; figures read the accuracy table
     assert jobs["finetune_align_nets"] == 4 and jobs["align_accuracy_table"] == 1
     rerun = {"finetune_align_nets", "align_accuracy_table", "plot_align_figure", "record_config"}
+    rerun |= {"align_basis_table"}  # it reads the accuracy table
     assert set(jobs) <= rerun | {"all"}
 
 
@@ -253,6 +283,7 @@ def test_smoke_run_builds_every_align_table_and_figure(smoke_run):
     results = smoke_run / "results/align"
     accuracy = pd.read_csv(results / "tables/accuracy.csv")
     methods = {"mp", "obd", "obs", "mip", "flo", "obs_mask", "mip_mask"}
+    methods |= {"mip_sae", "flo_sae", "mip_ica", "flo_ica"}
     assert set(accuracy["method"]) == methods
     assert set(accuracy["stage"]) == {"pruned", "finetuned"}
     assert set(accuracy["structure"]) == {"unstructured", "2of4"}
@@ -263,6 +294,11 @@ def test_smoke_run_builds_every_align_table_and_figure(smoke_run):
     assert (dnf["proven_optimal"] == dnf["neurons"]).all() and (dnf["neurons"] == 16).all()
     training = pd.read_csv(results / "tables/training_codes.csv")
     assert "4P-positive" in training and training["epoch"].max() == 5
+    recovery = pd.read_csv(results / "tables/basis_recovery.csv").set_index(["task", "estimator"])
+    assert len(recovery) == 4 and recovery["mean_best_cosine_mean"].between(0, 1).all()
+    compared = pd.read_csv(results / "tables/estimated_basis.csv")
+    assert {"mip_sae", "flo_ica", "mip", "obs", "mp"} <= set(compared["method"])
+    assert compared["accuracy_finetuned_mean"].between(0, 1).all()
     for figure in ("fig2", "fig4", "fig5", "fig6", "figA1", "figA3", "figA6", "figA7", "figA8"):
         assert (results / f"figures/{figure}.png").stat().st_size > 1000, figure
     for picture in ("dnf16/fig1", "dnf16/fig3", "dnf16/figA4", "digits/figA2", "digits/figA5"):
@@ -324,6 +360,18 @@ TABLE_COLUMNS = {
     "table3_activation": {"sae", "condition", "definition", "Q1", "Q5", "spearman_rho"},
     "activation_quintile_survival": {"sae", "condition", "definition", "quintile", "survival"},
     "new_features": {"condition", "tau", "n_alive", "n_new", "floor_new_fraction"},
+    "feature_pruning": {
+        "condition",
+        "perplexity_increase",
+        "activation_survival",
+        "noise_control_survival",
+        "Q1",
+        "decoder_cross_seed",
+        "weight_distortion",
+        "feature_distortion_uniform",
+        "feature_distortion_energy",
+    },
+    "distortion_ranks": {"distortion", "outcome", "spearman_rho", "p_value", "n_conditions"},
 }
 
 
@@ -341,7 +389,7 @@ def test_smoke_run_builds_every_table_and_figure(smoke_run):
         assert columns <= set(table.columns), name
         assert len(table) > 0, name
     table3 = pd.read_csv(smoke_run / "results/tables/table3.csv")
-    assert set(table3["condition"]) == {"dense", "magnitude-0.3", "wanda-0.3"}
+    assert set(table3["condition"]) == SMOKE_CONDITIONS
     assert set(table3["definition"]) == {"paired_init", "cross_seed", "seed_floor"}
     assert set(table3.loc[table3["condition"] == "dense", "definition"]) == {"seed_floor"}
     for name in ("survival", "quintile_survival"):
@@ -350,7 +398,7 @@ def test_smoke_run_builds_every_table_and_figure(smoke_run):
     logistic = pd.read_csv(smoke_run / "results/tables/logistic_fit.csv")
     assert set(logistic["definition"]) == {"activation", "paired_init", "cross_seed"}
     assert ((table3[["Q1", "Q5"]] >= 0) & (table3[["Q1", "Q5"]] <= 1)).all().all()
-    for name in [f"fig{i}" for i in range(1, 7)] + ["fig4_activation"]:
+    for name in [f"fig{i}" for i in range(1, 7)] + ["fig4_activation", "feature_distortion"]:
         for suffix in ("png", "pdf"):
             assert (smoke_run / f"results/figures/{name}.{suffix}").stat().st_size > 1000
     survival = pd.read_csv(smoke_run / "results/tables/activation_survival.csv")
@@ -363,7 +411,7 @@ def test_smoke_run_builds_every_table_and_figure(smoke_run):
         ours = as_latent_encoder(load_sae(cfg.parent)).encode(x)
         torch.testing.assert_close(load_pretrained_sae(exported).encode(x), ours, atol=1e-4, rtol=0)
     new = pd.read_csv(smoke_run / "results/tables/new_features.csv")
-    assert set(new["condition"]) == {"dense", "magnitude-0.3", "wanda-0.3"}
+    assert set(new["condition"]) == SMOKE_CONDITIONS
     assert new["new_fraction"].between(0, 1).all()
     check_pretrained_sae_tables(smoke_run)
 
@@ -380,7 +428,7 @@ def check_pretrained_sae_tables(run: Path) -> None:
     record = read_json(run / "results/pretrained_sae/tiny/L1/source.json")
     assert record["label"] == label and record["format"] == "saelens"
     table2 = pd.read_csv(run / "results/tables/table2.csv")
-    assert table2["sae_kind"].tolist() == ["trained"] * 3 + ["pretrained"] * 3
+    assert table2["sae_kind"].tolist() == ["trained"] * 5 + ["pretrained"] * 5
     trained, pretrained = (table2[table2["sae_kind"] == kind] for kind in ("trained", "pretrained"))
     assert set(pretrained["sae"]) == {label} and set(pretrained["sae_format"]) == {"saelens"}
     for column in ("fvu", "fvu_over_dense", "l0"):

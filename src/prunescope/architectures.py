@@ -30,6 +30,30 @@ if TYPE_CHECKING:  # the table and the config checks must not cost a torch impor
 ATTENTION = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj")
 GATED_MLP = ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
 
+SITES = ("attn_in", "mlp_in")
+"""The two streams a pre-norm block reads: the one entering its attention's norm (the block
+input) and the one entering its MLP's norm (after the attention's residual add, or the
+block input again where attention and MLP run in parallel)."""
+
+
+@dataclass(frozen=True)
+class FeatureSite:
+    """Where a block reads one stream through a norm: the norm module's path inside the
+    block, and the projections that read the norm's output. Feature-aware pruning sees an
+    SAE's features of the stream entering ``norm`` through that norm."""
+
+    norm: str
+    projections: tuple[str, ...]
+
+
+def _pre_norm_sites(attn_norm, attn, mlp_norm, mlp) -> dict[str, FeatureSite]:
+    return {"attn_in": FeatureSite(attn_norm, attn), "mlp_in": FeatureSite(mlp_norm, mlp)}
+
+
+LLAMA_SITES = _pre_norm_sites(
+    "input_layernorm", ATTENTION[:3], "post_attention_layernorm", GATED_MLP[:2]
+)
+
 
 @dataclass(frozen=True)
 class Family:
@@ -53,6 +77,9 @@ class Family:
     mlp_ratio: int | None = None
     """When the config leaves the MLP width unset (GPT-2's ``n_inner: null``): this many
     times ``hidden_size``."""
+    feature_sites: dict[str, FeatureSite] = field(default_factory=dict)
+    """The normalised streams its blocks read (:data:`SITES`), for feature-aware pruning;
+    empty for a family whose projections read the residual stream without a norm first."""
 
 
 LLAMA_LIKE = dict(
@@ -60,13 +87,19 @@ LLAMA_LIKE = dict(
     final_norm=("model.norm", "model.language_model.norm"),
     projections=ATTENTION + GATED_MLP,
 )
+# Gemma 2 and 3 norm the attention's output before the residual add
+# (post_attention_layernorm); the MLP reads the stream through pre_feedforward_layernorm.
+GEMMA_SITES = _pre_norm_sites(
+    "input_layernorm", ATTENTION[:3], "pre_feedforward_layernorm", GATED_MLP[:2]
+)
 
 FAMILIES: tuple[Family, ...] = (
-    Family("llama", "Llama", ("llama",), **LLAMA_LIKE),
-    Family("mistral", "Mistral", ("mistral",), **LLAMA_LIKE),
-    Family("qwen", "Qwen2 / Qwen3", ("qwen2", "qwen3"), **LLAMA_LIKE),
-    Family("gemma2", "Gemma 2", ("gemma2",), **LLAMA_LIKE),
-    Family("gemma3", "Gemma 3", ("gemma3_text", "gemma3"), **LLAMA_LIKE),
+    Family("llama", "Llama", ("llama",), **LLAMA_LIKE, feature_sites=LLAMA_SITES),
+    Family("mistral", "Mistral", ("mistral",), **LLAMA_LIKE, feature_sites=LLAMA_SITES),
+    Family("qwen", "Qwen2 / Qwen3", ("qwen2", "qwen3"), **LLAMA_LIKE, feature_sites=LLAMA_SITES),
+    Family("gemma2", "Gemma 2", ("gemma2",), **LLAMA_LIKE, feature_sites=GEMMA_SITES),
+    Family("gemma3", "Gemma 3", ("gemma3_text", "gemma3"), **LLAMA_LIKE, feature_sites=GEMMA_SITES),
+    # OLMo 2 norms after attention and MLP, so its projections read the raw stream
     Family("olmo2", "OLMo 2", ("olmo2",), **LLAMA_LIKE),
     Family(
         "phi3",
@@ -75,6 +108,12 @@ FAMILIES: tuple[Family, ...] = (
         blocks=("model.layers",),
         final_norm=("model.norm",),
         projections=("self_attn.qkv_proj", "self_attn.o_proj", "mlp.gate_up_proj", "mlp.down_proj"),
+        feature_sites=_pre_norm_sites(
+            "input_layernorm",
+            ("self_attn.qkv_proj",),
+            "post_attention_layernorm",
+            ("mlp.gate_up_proj",),
+        ),
     ),
     Family(
         "gpt2",
@@ -91,6 +130,7 @@ FAMILIES: tuple[Family, ...] = (
             "n_positions": "max_position_embeddings",
         },
         mlp_ratio=4,
+        feature_sites=_pre_norm_sites("ln_1", ("attn.c_attn",), "ln_2", ("mlp.c_fc",)),
     ),
     Family(
         "gpt_neox",
@@ -103,6 +143,13 @@ FAMILIES: tuple[Family, ...] = (
             "attention.dense",
             "mlp.dense_h_to_4h",
             "mlp.dense_4h_to_h",
+        ),
+        # with use_parallel_residual the MLP's norm reads the block input, as attention's does
+        feature_sites=_pre_norm_sites(
+            "input_layernorm",
+            ("attention.query_key_value",),
+            "post_attention_layernorm",
+            ("mlp.dense_h_to_4h",),
         ),
     ),
     Family(
@@ -120,6 +167,11 @@ FAMILIES: tuple[Family, ...] = (
             "fc2",
         ),
         widths={"ffn_dim": "intermediate_size"},
+        # OPT-350m norms after each sublayer instead (do_layer_norm_before false):
+        # feature_sites_of refuses it
+        feature_sites=_pre_norm_sites(
+            "self_attn_layer_norm", ATTENTION[:3], "final_layer_norm", ("fc1",)
+        ),
     ),
 )
 
@@ -294,3 +346,24 @@ __all__ = [
     "supported",
     "weight_matrix",
 ]
+
+
+def feature_sites_of(model: nn.Module) -> dict[str, FeatureSite]:
+    """The normalised streams the model's blocks read, or a ``UserInputError`` saying why a
+    model's projections read no normalised stream (OLMo 2, post-norm OPT)."""
+    family = family_of(model)
+    post_norm = getattr(model.config, "do_layer_norm_before", True) is False
+    if not family.feature_sites or post_norm:
+        raise UserInputError(
+            f"{type(model).__name__} ({family.label}) normalises after its attention and MLP, "
+            "so its projections read no normalised stream for an SAE's features to be seen "
+            "through: leave the feature and feature_hybrid methods out of this model's grid"
+        )
+    return family.feature_sites
+
+
+def site_norm(model: nn.Module, block: int, site: str) -> nn.Module:
+    """The norm module through which block ``block`` reads stream ``site``."""
+    if site not in SITES:
+        raise ValueError(f"site {site!r} is not one of {list(SITES)}")
+    return decoder_blocks(model)[block].get_submodule(feature_sites_of(model)[site].norm)

@@ -15,6 +15,7 @@ from pathlib import Path
 from prunescope.architectures import family_for, language_model_config
 from prunescope.conditions import (
     CALIBRATED,
+    FEATURE_AWARE,
     NAME_PATTERN,
     NAME_RULE,
     TASK_PATTERN,
@@ -25,6 +26,7 @@ from prunescope.conditions import (
 )
 from prunescope.errors import UserInputError
 from prunescope.hub import only_a_path
+from prunescope.lineage import feature_blocks, feature_enabled
 from prunescope.paths import MODEL, PRETRAINED_SAE_ROOT, fill
 from prunescope.plan import pretrained_label, pretrained_source, saelens_exports, trained_sae_label
 
@@ -88,6 +90,7 @@ def check_config(config: dict) -> None:
                 f"{grid_key} gives {model} no pruned condition: every sparsity is 0 (the dense "
                 "model is always built; list a sparsity above 0)"
             )
+    _check_feature(config)
     _check_analysis(config)
     _check_token_budgets(config)
     # last: a pretrained SAE's path is checked against the SAE folders the grid writes
@@ -272,6 +275,29 @@ def _check_grid(key: str, grid: dict) -> None:
                 raise UserInputError(
                     f"{key}.{method}: an {n}:{m} pattern has sparsity {n / m:g}, not {s:g}"
                 )
+
+
+def _check_feature(config: dict) -> None:
+    """A feature method needs ``pruning.feature``; its blocks must exist in every model."""
+    for model, spec in config["models"].items():
+        grid_key = f"models.{model}.grid" if spec.get("grid") else "pruning.grid"
+        methods = [m for m in model_grid(config, model) if parse_method(m)[0] in FEATURE_AWARE]
+        if methods and not feature_enabled(config):
+            raise UserInputError(
+                f"{grid_key} lists {methods[0]}, which prunes by the features of SAEs that "
+                "pruning.feature configures: add `feature: {}` under pruning for its defaults"
+            )
+    if not feature_enabled(config):
+        return
+    for model in config["models"]:
+        blocks = feature_blocks(config, model)
+        shape = model_shape(config, model)
+        depth = shape.get("num_hidden_layers") if shape else None
+        if depth is not None and max(blocks) >= int(depth):
+            raise UserInputError(
+                f"pruning.feature.blocks lists block {max(blocks)}, but models.{model} has "
+                f"{depth} blocks (0 to {int(depth) - 1})"
+            )
 
 
 def _check_pretrained_saes(config: dict, model: str, spec: dict) -> None:

@@ -21,9 +21,13 @@ TASK_PATTERN = r"[a-z][a-z0-9_]*"
 NAME_RULE = "a letter or digit first, then only letters, digits, '_', '.' and '-'"
 TASK_RULE = "a lower-case letter first, then only lower-case letters, digits and '_'"
 
-METHOD_RE = re.compile(r"^(?P<base>magnitude|wanda|sparsegpt)(?:_(?P<n>\d+)of(?P<m>\d+))?$")
+METHOD_RE = re.compile(
+    r"^(?P<base>magnitude|wanda|sparsegpt|feature_hybrid|feature)(?:_(?P<n>\d+)of(?P<m>\d+))?$"
+)
 # pruning methods that read calibration text
-CALIBRATED = {"wanda", "sparsegpt"}
+CALIBRATED = {"wanda", "sparsegpt", "feature", "feature_hybrid"}
+# pruning methods that read the dense model's feature bases (pruning.feature)
+FEATURE_AWARE = {"feature", "feature_hybrid"}
 
 
 def format_sparsity(sparsity: float) -> str:
@@ -41,8 +45,8 @@ def parse_method(method: str) -> tuple[str, tuple[int, int] | None]:
     match = METHOD_RE.match(method)
     if match is None:
         raise UserInputError(
-            f"pruning method {method!r} is unknown: use magnitude, wanda or sparsegpt, "
-            "optionally with an N:M suffix such as wanda_2of4"
+            f"pruning method {method!r} is unknown: use magnitude, wanda, sparsegpt, feature "
+            "or feature_hybrid, optionally with an N:M suffix such as wanda_2of4"
         )
     nm = (int(match["n"]), int(match["m"])) if match["n"] else None
     return match["base"], nm
@@ -66,10 +70,14 @@ def model_grid(config: dict, model: str) -> dict[str, list[float]]:
 
 
 def conditions(config: dict, model: str) -> list[str]:
-    """``dense`` followed by every pruned condition of the model's grid."""
+    """``dense`` followed by every pruned condition of the model's grid, methods in
+    alphabetical order and sparsities ascending: the order of every table's rows and of
+    the lists the rules take as params, which a reordered (or re-dumped) config must not
+    change."""
     conds = ["dense"]
-    for method, sparsities in model_grid(config, model).items():
-        conds += [condition_name(method, s) for s in sparsities if s > 0]
+    grid = model_grid(config, model)
+    for method in sorted(grid):
+        conds += [condition_name(method, s) for s in sorted(grid[method]) if s > 0]
     return conds
 
 

@@ -17,7 +17,13 @@ from prunescope.io import atomic_path  # noqa: E402
 
 log = logging.getLogger("prunescope")
 sns.set_theme(style="whitegrid", context="paper")
-METHOD_PALETTE = {"magnitude": "tab:blue", "wanda": "tab:orange", "sparsegpt": "tab:green"}
+METHOD_PALETTE = {
+    "magnitude": "tab:blue",
+    "wanda": "tab:orange",
+    "sparsegpt": "tab:green",
+    "feature": "tab:red",
+    "feature_hybrid": "tab:purple",
+}
 
 
 # PDFs carry their creation date unless told not to; without it the same figure gives the

@@ -12,7 +12,14 @@ rule files); the functions here compute them from the config and the job's wildc
 
 from __future__ import annotations
 
-from prunescope.conditions import CALIBRATED, canonical, parse_condition, parse_method
+from prunescope.conditions import (
+    CALIBRATED,
+    FEATURE_AWARE,
+    canonical,
+    parse_condition,
+    parse_method,
+)
+from prunescope.errors import UserInputError
 
 
 def perplexity_corpus(config: dict, model: str) -> str:
@@ -25,12 +32,61 @@ def pruning_options(config: dict, model: str, method: str) -> dict:
     options: dict = {"method": base, "nm": list(nm) if nm else None}
     if base == "wanda":
         options["granularity"] = config["pruning"]["wanda"]["granularity"]
-    if base == "sparsegpt":
+    if base in {"sparsegpt", *FEATURE_AWARE}:
         options.update(config["pruning"]["sparsegpt"])
+    if base in FEATURE_AWARE:
+        feature = config["pruning"]["feature"]
+        options["feature"] = {
+            "weighting": feature["weighting"],
+            "basis": feature_basis_lineage(config, model),
+        }
+        if base == "feature_hybrid":
+            options["feature"]["hybrid_lambda"] = feature["hybrid_lambda"]
     if base in CALIBRATED:
         options["calibration"] = dict(config["pruning"]["calibration"])
         options["calibration"]["corpus"] = config["models"][model]["corpus"]
     return options
+
+
+def feature_enabled(config: dict) -> bool:
+    """Whether the config asks for feature bases (``pruning.feature``)."""
+    return config["pruning"].get("feature") is not None
+
+
+def feature_blocks(config: dict, model: str) -> list[int]:
+    """The blocks whose two sites get a basis SAE: ``pruning.feature.blocks``, else every
+    block of the model where the config alone knows its depth."""
+    blocks = config["pruning"]["feature"].get("blocks")
+    if blocks:
+        return sorted(blocks)
+    from prunescope.checks import model_shape
+
+    shape = model_shape(config, model)
+    if shape is None or "num_hidden_layers" not in shape:
+        raise UserInputError(
+            f"pruning.feature.blocks must list the blocks of models.{model} to build feature "
+            "bases for: its config.json is not on this machine yet, so its depth is unknown"
+        )
+    return list(range(int(shape["num_hidden_layers"])))
+
+
+def basis_sae_settings(config: dict) -> dict:
+    """The basis SAEs' settings: ``sae`` (but its seeds) overridden by ``pruning.feature.sae``."""
+    settings = {k: v for k, v in config["sae"].items() if k != "seeds"}
+    return canonical({**settings, **config["pruning"]["feature"].get("sae", {})})
+
+
+def feature_basis_lineage(config: dict, model: str) -> dict:
+    """What a model's feature bases follow: the dense model and its capture settings, the
+    basis SAEs' settings and seed, and which blocks have one."""
+    return canonical(
+        {
+            "blocks": feature_blocks(config, model),
+            "seed": config["pruning"]["feature"]["seed"],
+            "sae": basis_sae_settings(config),
+            "capture": capture_settings(config, model, "dense"),
+        }
+    )
 
 
 def corpus_lineage(config: dict, name: str) -> dict:
@@ -118,3 +174,8 @@ def job_checkpoint(config: dict, wildcards: dict) -> dict:
 
 def perplexity_text(config: dict, wildcards: dict) -> dict:
     return corpus_lineage(config, perplexity_corpus(config, wildcards["model"]))
+
+
+def feature_bases(config: dict, wildcards: dict) -> dict:
+    """The feature bases a distortion job reads."""
+    return feature_basis_lineage(config, wildcards["model"])

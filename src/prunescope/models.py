@@ -18,6 +18,7 @@ from prunescope.architectures import (
     family_for,
     language_model_config,
     prunable_matrices,
+    site_norm,
 )
 from prunescope.artifacts import CorruptFileError, damaged, read_safetensors_header
 from prunescope.errors import UserInputError, keyed, listed
@@ -400,17 +401,27 @@ class ResidualCapture:
         return self.output
 
     def _hook(self, module: nn.Module, args, output) -> None:
-        hidden = output[0] if isinstance(output, tuple) else output
+        self._keep(output[0] if isinstance(output, tuple) else output)
+
+    def _norm_input_hook(self, module: nn.Module, args) -> None:
+        self._keep(args[0])
+
+    def _keep(self, hidden: torch.Tensor) -> None:
         self.output = hidden.detach()
         if self.stop_early:
             raise _StopForward
 
 
+RESID_POST = "resid_post"
+"""The stream a block writes; the other sites (``architectures.SITES``) are streams it reads."""
+
+
 @contextlib.contextmanager
 def residual_hook(
-    model: nn.Module, layer: int, *, stop_early: bool = False
+    model: nn.Module, layer: int, *, stop_early: bool = False, site: str = RESID_POST
 ) -> Iterator[ResidualCapture]:
-    """Record the output of ``decoder_layers(model)[layer]`` on every forward.
+    """Record the output of ``decoder_layers(model)[layer]`` on every forward, or with
+    ``site`` ``attn_in`` / ``mlp_in`` the stream entering that block's attention / MLP norm.
 
     Use ``capture.run(ids)`` to forward and get the activation; with ``stop_early`` a
     direct ``model(...)`` call would be cut short by a private exception, so always go
@@ -418,7 +429,11 @@ def residual_hook(
     """
     check_layer_index(model, layer)
     capture = ResidualCapture(model, layer, stop_early)
-    handle = decoder_layers(model)[layer].register_forward_hook(capture._hook)
+    if site == RESID_POST:
+        handle = decoder_layers(model)[layer].register_forward_hook(capture._hook)
+    else:
+        norm = site_norm(model, layer, site)
+        handle = norm.register_forward_pre_hook(capture._norm_input_hook)
     try:
         yield capture
     finally:

@@ -36,6 +36,16 @@ PRETRAINED_SAE_ROOT = "results/pretrained_sae"
 """Where the imported copies of pretrained SAEs live, each with ``source.json``."""
 PRETRAINED_SAE = PRETRAINED_SAE_ROOT + "/{model}/L{layer}"
 
+FEATURE_SITE = "results/feature_basis/{model}/L{layer}.{site}"
+"""One stream a block reads (``attn_in``, ``mlp_in``) and what feature-aware pruning
+learns from it: the dense model's ``activations.h5``, an SAE per ``seed{seed}`` and the
+``basis.safetensors`` of its features as the block's projections see them."""
+SITE_ACTIVATIONS = FEATURE_SITE + "/activations.h5"
+SITE_SAE_FILE = FEATURE_SITE + "/seed{seed}/{name}"
+FEATURE_BASIS = FEATURE_SITE + "/basis.safetensors"
+DISTORTION = "results/distortion/{model}/{cond}.csv"
+"""Weight-space and feature-space distortion of every pruned matrix of one condition."""
+
 # --- Study LM: analyses ---------------------------------------------------------------------
 MATCH = "results/matches/{model}/L{layer}/{cond_a}_seed{seed_a}__{cond_b}_seed{seed_b}.h5"
 """The decoder-cosine match of two SAEs' dictionaries (HDF5)."""
@@ -64,6 +74,12 @@ MIP = "results/align/mip/{task}/{structure}/trial{trial}/s{sparsity}.npz"
 """The MIP oracle's solution for one net, pattern and sparsity (see :func:`mip_path`)."""
 PRUNED_FILE = "results/align/pruned/{task}/{structure}/trial{trial}/{name}"
 """The pruned or fine-tuned variants of one net (``pruned.safetensors``, ``finetuned.csv``)."""
+ALIGN_BASIS = "results/align/basis/{task}/trial{trial}/{estimator}.npz"
+"""A feature basis estimated from one net's embedded training inputs alone (``sae``, ``ica``)."""
+BASIS_RECOVERY = "results/align/basis/{task}/trial{trial}/{estimator}_recovery.json"
+"""How well that basis recovers the columns of the net's C0 (best |cosine| per feature)."""
+BASIS_MIP = "results/align/mip/{task}/{structure}/trial{trial}/{estimator}/s{sparsity}.npz"
+"""The MIP's solution with an estimated basis in place of C0 (see :func:`basis_mip_path`)."""
 SWEEP = "results/align/sweep/{task}/trial{trial}.csv"
 """Accuracy of one dense net magnitude-pruned over a grid of sparsities."""
 ALIGN_TABLE = "results/align/tables/{name}.csv"
@@ -99,4 +115,17 @@ def mip_path(task, structure, trial, sparsity) -> str:
     """A MIP solution's file, with the sparsity spelled as in every path."""
     return fill(
         MIP, task=task, structure=structure, trial=trial, sparsity=format_sparsity(sparsity)
+    )
+
+
+def basis_mip_path(task, structure, trial, estimator, sparsity) -> str:
+    """The MIP solution with the ``estimator``'s basis, with the sparsity spelled as in every
+    path."""
+    return fill(
+        BASIS_MIP,
+        task=task,
+        structure=structure,
+        trial=trial,
+        estimator=estimator,
+        sparsity=format_sparsity(sparsity),
     )

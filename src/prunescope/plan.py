@@ -9,16 +9,22 @@ grid logic is unit-tested like the rest of the library. Paths come from
 
 from __future__ import annotations
 
+from prunescope.architectures import SITES
 from prunescope.conditions import (
+    FEATURE_AWARE,
     condition_name,
     conditions,
     model_grid,
     model_layers,
+    parse_method,
     pruned_conditions,
     seed_pairs,
 )
+from prunescope.lineage import feature_blocks, feature_enabled
 from prunescope.paths import (
     ABLATION,
+    DISTORTION,
+    FEATURE_BASIS,
     FIGURE,
     PERPLEXITY,
     PRETRAINED_SURVIVAL,
@@ -185,14 +191,48 @@ def ablation_condition(config: dict, model: str) -> str:
 
 TABLES = ("table1", "table2", "table3", "table4", "tableB1")
 FIGURES = ("fig1", "fig2", "fig3", "fig4", "fig5", "fig6")
+FEATURE_TABLES = ("feature_pruning", "distortion_ranks")
+FEATURE_FIGURES = ("feature_distortion",)
 
 
 def analysis_targets(config: dict) -> list[str]:
     extra = ["seed_stability", "survival", "quintile_survival", "logistic_fit"]
     extra += ["activation_survival", "table3_activation", "activation_quintile_survival"]
     extra += ["new_features"]
+    figures = [*FIGURES, "fig4_activation"]
+    if feature_enabled(config):
+        extra += FEATURE_TABLES
+        figures += FEATURE_FIGURES
     tables = [fill(TABLE, name=t) for t in (*TABLES, *extra)]
-    return tables + [fill(FIGURE, name=f) for f in (*FIGURES, "fig4_activation")]
+    return tables + [fill(FIGURE, name=f) for f in figures]
+
+
+# --- feature-aware pruning (pruning.feature) --------------------------------------------------
+
+
+def feature_site_files(config: dict, model: str, pattern: str = FEATURE_BASIS) -> list[str]:
+    """``pattern`` (a site's basis, cache...) for both sites of every block of
+    ``pruning.feature.blocks``, block by block."""
+    return [
+        fill(pattern, model=model, layer=block, site=site)
+        for block in feature_blocks(config, model)
+        for site in SITES
+    ]
+
+
+def pruning_bases(config: dict, model: str, method: str) -> list[str]:
+    """What a prune job reads beside the model: the feature bases, for a feature method."""
+    base, _ = parse_method(method)
+    return feature_site_files(config, model) if base in FEATURE_AWARE else []
+
+
+def all_distortions(config: dict) -> list[tuple[tuple, str]]:
+    """(model, condition) and its distortion table, for every pruned condition."""
+    return [
+        ((model, cond), fill(DISTORTION, model=model, cond=cond))
+        for model in config["models"]
+        for cond in pruned_conditions(config, model)
+    ]
 
 
 # --- what the tables read, over the whole grid ----------------------------------------------

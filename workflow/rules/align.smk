@@ -1,6 +1,8 @@
 # Study ALIGN: dataset -> dense net (learnable C0) -> W1 Hessian and MIP oracle ->
 # pruned variants (MP, OBD, OBS, MIP, FLO, mask-only) -> fine-tuned variants ->
 # tables and figures of the feature-space alignment paper (align_tables.smk).
+# Beyond the paper: feature bases estimated from x' = C0·x alone (SAE, ICA) -> the same
+# MIP with such a basis in place of C0 -> the variants mip_sae, flo_sae, mip_ica, flo_ica.
 
 
 rule make_align_dataset:
@@ -62,6 +64,30 @@ rule estimate_align_hessian:
         "../../scripts/estimate_align_hessian.py"
 
 
+rule estimate_align_basis:
+    input:
+        net=fill(paths.ALIGN_NET_FILE, name="dense.safetensors"),
+        data=paths.ALIGN_DATASET,
+    output:
+        basis=paths.ALIGN_BASIS,
+        recovery=paths.BASIS_RECOVERY,
+    log:
+        "results/logs/estimate_align_basis/{task}/trial{trial}/{estimator}.log",
+    benchmark:
+        "results/benchmarks/estimate_align_basis/{task}/trial{trial}/{estimator}.tsv"
+    wildcard_constraints:
+        estimator="|".join(ESTIMATORS),
+    conda:
+        "../../envs/prunescope.yaml"
+    params:
+        estimator=lambda wc: wc.estimator,
+        settings=lambda wc: canonical(ALIGN["basis"][wc.estimator]),
+        seed=lambda wc: int(wc.trial),
+        upstream=reads(net=net_of),
+    script:
+        "../../scripts/estimate_align_basis.py"
+
+
 rule solve_align_mip:
     input:
         fill(paths.ALIGN_NET_FILE, name="dense.safetensors"),
@@ -85,6 +111,33 @@ rule solve_align_mip:
         "../../scripts/solve_align_mip.py"
 
 
+rule solve_align_basis_mip:
+    input:
+        net=fill(paths.ALIGN_NET_FILE, name="dense.safetensors"),
+        basis=paths.ALIGN_BASIS,
+    output:
+        paths.BASIS_MIP,
+    log:
+        "results/logs/solve_align_basis_mip/{task}/{structure}/trial{trial}/{estimator}/s{sparsity}.log",
+    benchmark:
+        "results/benchmarks/solve_align_basis_mip/{task}/{structure}/trial{trial}/{estimator}/s{sparsity}.tsv"
+    wildcard_constraints:
+        estimator="|".join(ESTIMATORS),
+    conda:
+        "../../envs/prunescope.yaml"
+    threads: ALIGN["mip"]["threads"]
+    resources:
+        mem_mb=estimated_mem_mb("solve_align_mip"),
+    params:
+        sparsity=lambda wc: float(wc.sparsity),
+        structure=lambda wc: wc.structure,
+        estimator=lambda wc: wc.estimator,
+        mip=canonical(ALIGN["mip"]),
+        upstream=reads(basis=basis_of),
+    script:
+        "../../scripts/solve_align_basis_mip.py"
+
+
 rule prune_align_nets:
     input:
         net=fill(paths.ALIGN_NET_FILE, name="dense.safetensors"),
@@ -92,6 +145,7 @@ rule prune_align_nets:
         hessian=fill(paths.ALIGN_NET_FILE, name="hessian.npy"),
         hessian_inverse=fill(paths.ALIGN_NET_FILE, name="hessian_inverse.npy"),
         mip=align_mip_solutions,
+        basis_mip=align_basis_mip_solutions,
     output:
         nets=fill(paths.PRUNED_FILE, name="pruned.safetensors"),
         metrics=fill(paths.PRUNED_FILE, name="pruned.csv"),

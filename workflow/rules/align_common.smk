@@ -1,8 +1,10 @@
 # Study ALIGN's inputs and params that depend on the config (prunescope.align.plan
 # adapted to Snakemake), for align.smk and align_tables.smk.
 
+from prunescope.align.methods import ESTIMATORS
 from prunescope.align.plan import (
     align_figures,
+    basis_estimators,
     dataset_options,
     each_trial,
     hessian_fraction,
@@ -14,7 +16,9 @@ from prunescope.align.plan import (
 
 # what the rules read, for their upstream params
 from prunescope.align.plan import (
+    basis_of,
     dataset_of,
+    every_basis,
     every_mip_solution,
     every_net,
     every_sweep,
@@ -44,6 +48,26 @@ def align_mip_solutions(wildcards):
     return [
         paths.mip_path(wildcards.task, wildcards.structure, wildcards.trial, s)
         for s in structure_sparsities(config, wildcards.structure)
+    ]
+
+
+def align_basis_mip_solutions(wildcards):
+    """The MIP's solutions with every estimated basis the methods use, at every sparsity."""
+    return [
+        paths.basis_mip_path(
+            wildcards.task, wildcards.structure, wildcards.trial, estimator, s
+        )
+        for estimator in basis_estimators(config)
+        for s in structure_sparsities(config, wildcards.structure)
+    ]
+
+
+def all_basis_recoveries(wildcards):
+    return [
+        fill(paths.BASIS_RECOVERY, task=task, trial=trial, estimator=estimator)
+        for task in tasks(config)
+        for trial in ALIGN.get("trials", [])
+        for estimator in basis_estimators(config)
     ]
 
 

@@ -1,5 +1,6 @@
 # Study ALIGN, what the paper shows: accuracy before and after fine-tuning, the MIP's
-# solves, the training codes, the magnitude sweep, and the figures and weight pictures.
+# solves, the training codes, the magnitude sweep, and the figures and weight pictures;
+# and beyond it, MIP and FLO with estimated feature bases beside the oracle's.
 
 
 rule align_accuracy_table:
@@ -21,6 +22,29 @@ rule align_accuracy_table:
         upstream=reads(variants=every_variant),
     script:
         "../../scripts/align_accuracy_table.py"
+
+
+rule align_basis_table:
+    input:
+        accuracy=fill(paths.ALIGN_TABLE, name="accuracy"),
+        recoveries=all_basis_recoveries,
+    output:
+        table=align_report(
+            fill(paths.ALIGN_TABLE, name="estimated_basis"), "align_basis", "Tables"
+        ),
+        recovery=align_report(
+            fill(paths.ALIGN_TABLE, name="basis_recovery"),
+            "align_basis_recovery",
+            "Tables",
+        ),
+    log:
+        "results/logs/align_basis_table.log",
+    conda:
+        "../../envs/prunescope.yaml"
+    params:
+        upstream=reads(variants=every_variant, bases=every_basis),
+    script:
+        "../../scripts/align_basis_table.py"
 
 
 rule align_mip_table:

@@ -18,7 +18,10 @@ from prunescope.conditions import (
     models_by_source,
 )
 from prunescope.lineage import (
+    basis_sae_settings,
     capture_settings as lineage_capture_settings,
+    feature_bases,
+    feature_enabled,
     job_checkpoint,
     checkpoint_read,
     dense_checkpoint,
@@ -42,9 +45,12 @@ from prunescope.plan import (
     all_stability_matches,
     all_survival_matches,
     all_transfer_results,
+    all_distortions,
     analysis_targets,
     data_stage_targets,
+    feature_site_files,
     new_feature_inputs,
+    pruning_bases,
     pretrained_sae_input,
     pretrained_saes,
     saelens_export_settings,
@@ -119,6 +125,7 @@ wildcard_constraints:
     task=TASK_PATTERN,
     trial=r"\d+",
     structure=r"unstructured|2of4",
+    site=r"attn_in|mlp_in",
 
 
 def model_spec(wildcards):
@@ -173,6 +180,7 @@ TRAINED_SAE = trained_sae_label(config)
 ACTIVATION_SURVIVAL = activation_survival_inputs(config)
 SURVIVAL_BY_SAE = survival_inputs_by_sae(config)
 NEW_FEATURES = new_feature_inputs(config)
+FEATURE = feature_enabled(config)
 
 
 def ablation_ranking_file(wildcards):

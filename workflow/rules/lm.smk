@@ -92,6 +92,8 @@ rule prune_model:
     input:
         model=fill(paths.MODEL, cond="dense"),
         calib=model_corpus_split("calib"),
+        # the feature methods' feature bases (none for the others)
+        bases=lambda wc: pruning_bases(config, wc.model, wc.method),
     output:
         intermediate(directory(fill(paths.MODEL, cond="{method}-{sparsity}"))),
     log:

@@ -18,7 +18,7 @@ from prunescope.activations.rows import ChunkWriter, RunningMoments, all_finite
 from prunescope.architectures import stream_width
 from prunescope.artifacts import nan_or_inf
 from prunescope.io import atomic_path
-from prunescope.models import ResidualCapture, check_layer_index, residual_hook
+from prunescope.models import RESID_POST, ResidualCapture, check_layer_index, residual_hook
 
 # A reader pulling SAE batches of 2,048-4,096 contiguous rows touches one or two whole
 # chunks, and a chunk stays 8-18 MiB at the paper's widths (2,048 rows x 2,048-2,304 x 4 B):
@@ -33,6 +33,7 @@ _RESERVED_ATTRS = {
     "stats_samples",
     "d_model",
     "layer",
+    "site",
     "context",
     "skip_positions",
     "format_version",
@@ -52,8 +53,11 @@ def capture_activations(
     skip_positions: int = 0,
     chunk_rows: int | None = None,
     device: torch.device | None = None,
+    site: str = RESID_POST,
 ) -> dict:
-    """Write the block-output residual stream of ``layer`` for every split to ``out_path``.
+    """Write the block-output residual stream of ``layer`` for every split to ``out_path``
+    (or, with ``site`` ``attn_in`` / ``mlp_in``, the stream entering the block's attention /
+    MLP norm, which feature-aware pruning reads).
 
     ``splits`` maps a split name to token windows ``[n_windows, context]``; each window is
     one forward pass and contributes ``context - skip_positions`` rows (skipping 1 drops
@@ -82,7 +86,10 @@ def capture_activations(
     # libver v110 stores attributes densely, so mean/std of any width fit (the default
     # object header caps an attribute at 64 KiB, i.e. d_model < 8,192).
     with atomic_path(out_path) as tmp, h5py.File(tmp, "w", libver=("v110", "latest")) as f:
-        with residual_hook(model, layer, stop_early=True) as capture, torch.inference_mode():
+        with (
+            residual_hook(model, layer, stop_early=True, site=site) as capture,
+            torch.inference_mode(),
+        ):
             stream = _SplitStream(capture, device, batch_size, skip_positions, where)
             for name, windows in splits.items():
                 dataset = f.create_dataset(
@@ -101,6 +108,7 @@ def capture_activations(
             "format_version": FORMAT_VERSION,
             "dtype": "float32",
             "layer": layer,
+            "site": site,
             "d_model": d_model,
             "context": context,
             "skip_positions": skip_positions,

@@ -14,6 +14,7 @@ import torch
 
 from prunescope.align.codes import code_counts, code_persistence, four_p_positive
 from prunescope.align.data import Dataset
+from prunescope.align.methods import split_method
 from prunescope.align.net import (
     NETS_FILE,
     AlignNets,
@@ -116,6 +117,15 @@ def save_mip_solution(
         np.savez(stream, **arrays)
 
 
+def save_basis(path, basis: np.ndarray) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as stream:
+        np.savez(stream, basis=basis)
+
+
+def load_basis(path) -> np.ndarray:
+    return read_npz(path, "ALIGN feature basis", required=("basis",))["basis"]
+
+
 def mip_frame(solution: dict[str, np.ndarray]) -> pd.DataFrame:
     """One row per neuron, with the solve's labels as columns."""
     frame = pd.DataFrame(
@@ -133,24 +143,31 @@ def prune_variants(
     hessian: np.ndarray | None,
     hessian_inverse: np.ndarray | None,
     mip_solutions: dict[float, dict[str, np.ndarray]],
+    basis_solutions: dict[str, dict[float, dict[str, np.ndarray]]] | None = None,
 ) -> tuple[AlignNets, np.ndarray]:
     """Every (method, sparsity) pruned from the dense net, stacked, with their W1 masks.
 
     ``hessian_inverse`` is the damped inverse from ``prune.damped_inverse``, computed once
-    per dense net and shared by both structures.
+    per dense net and shared by both structures. ``mip_solutions`` are the oracle's by
+    sparsity; ``basis_solutions`` those of each estimated basis (``mip_sae`` and ``flo_sae``
+    prune as MIP and FLO do, from the ``sae`` basis's solutions).
     """
     block = STRUCTURES[structure]
     width = dense["W1"].shape[1]
-    methods = {m for m, _ in variant_list}
+    methods = {split_method(m)[0] for m, _ in variant_list}
     if methods & NEEDS_HESSIAN and (hessian is None or hessian_inverse is None):
         raise ValueError(
             f"methods {sorted(methods & NEEDS_HESSIAN)} need the W1 Hessian and its inverse"
         )
     pruned, masks = [], []
     for method, sparsity in variant_list:
-        mip = mip_solutions.get(sparsity, {})
+        base, estimator = split_method(method)
+        solutions = mip_solutions if estimator is None else (basis_solutions or {}).get(estimator)
+        if solutions is None:
+            raise ValueError(f"method {method!r} needs the MIP solutions of the {estimator} basis")
+        mip = solutions.get(sparsity, {})
         weights, mask = prune_w1(
-            method,
+            base,
             dense["W1"],
             keep=keep_count(width, sparsity),
             block=block,

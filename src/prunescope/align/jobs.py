@@ -14,16 +14,19 @@ import logging
 import numpy as np
 import pandas as pd
 
+from prunescope.align.basis import embedded_inputs, estimate_basis, recovery, solvable_basis
 from prunescope.align.data import dataset_from_options, load_dataset, save_dataset
 from prunescope.align.experiment import (
     code_maps,
     finetune_variants,
+    load_basis,
     load_mip_solution,
     load_variant_nets,
     magnitude_sweep,
     net_metrics,
     persistence_frame,
     prune_variants,
+    save_basis,
     save_mip_solution,
     save_variant_nets,
     train_dense_net,
@@ -35,13 +38,15 @@ from prunescope.align.prune import damped_inverse
 from prunescope.align.results import (
     accuracy_summary,
     accuracy_table,
+    basis_comparison,
     mip_neuron_table,
     mip_seconds,
     mip_summary,
+    recovery_summary,
 )
 from prunescope.align.structures import STRUCTURES, keep_count
 from prunescope.artifacts import read_npy
-from prunescope.io import atomic_path, write_csv
+from prunescope.io import atomic_path, read_json, write_csv, write_json
 from prunescope.models import pick_device
 
 log = logging.getLogger("prunescope")
@@ -90,19 +95,53 @@ def estimate_align_hessian(
             np.save(stream, array)
 
 
+def estimate_align_basis(
+    net, data, basis_path, recovery_path, *, estimator: str, settings: dict, seed: int, task, trial
+) -> None:
+    """A feature basis that ``estimator`` finds in the embedded training inputs x' = C0·x (C0
+    serves only to compute x'), and how well its columns recover those of C0."""
+    C0 = load_nets(net).variant(0)["C0"]
+    inputs = embedded_inputs(load_dataset(data).x_train, C0)
+    basis = estimate_basis(estimator, inputs, C0.shape[1], settings, seed)
+    save_basis(basis_path, basis)
+    score = recovery(C0, basis)
+    write_json(recovery_path, {"task": task, "trial": trial, "estimator": estimator, **score})
+    log.info(
+        "%s basis %s: best |cosine| with C0's columns %.3f on average, %.3f at worst",
+        estimator,
+        basis.shape,
+        score["mean_best_cosine"],
+        score["min_best_cosine"],
+    )
+
+
 def solve_align_mip(
     net, path, *, structure: str, sparsity: float, settings: MipSettings, task: str, trial: int
 ) -> None:
     """The MIP oracle's W1 at one sparsity, every neuron solved to optimality or to the time
     or node limit (enumeration, branch and bound, or SCIP as ``settings.solver`` says)."""
     weights = load_nets(net).variant(0)
-    width = weights["W1"].shape[1]
-    keep, block = keep_count(width, sparsity), STRUCTURES[structure]
-    mask, refitted, solutions = solve_layer(
-        weights["W1"], weights["C0"], keep, block, settings=settings
-    )
-    frame = solutions_frame(solutions)
     labels = {"task": task, "structure": structure, "trial": trial, "sparsity": sparsity}
+    _solve_and_save(weights["W1"], weights["C0"], path, settings, labels)
+
+
+def solve_align_basis_mip(
+    net, basis, path, *, structure, sparsity, settings: MipSettings, estimator, task, trial
+) -> None:
+    """The same MIP with the basis that ``estimator`` found in place of C0 (directions it
+    leaves unspanned get a small weight: :func:`basis.solvable_basis`)."""
+    W1 = load_nets(net).variant(0)["W1"]
+    labels = {"task": task, "structure": structure, "trial": trial, "sparsity": sparsity}
+    labels["basis"] = estimator
+    _solve_and_save(W1, solvable_basis(load_basis(basis)), path, settings, labels)
+
+
+def _solve_and_save(W1, basis, path, settings: MipSettings, labels: dict) -> None:
+    """Every row of W1 solved against ``basis`` at the labels' structure and sparsity."""
+    keep = keep_count(W1.shape[1], labels["sparsity"])
+    block = STRUCTURES[labels["structure"]]
+    mask, refitted, solutions = solve_layer(W1, basis, keep, block, settings=settings)
+    frame = solutions_frame(solutions)
     save_mip_solution(path, mask, refitted, frame, **labels)
     proven = frame["status"].isin(["optimal", "enumerated"]).sum()
     log.info(
@@ -120,6 +159,7 @@ def prune_align_nets(
     hessian,
     hessian_inverse,
     mip,
+    basis_mip,
     nets_path,
     metrics_path,
     *,
@@ -129,11 +169,16 @@ def prune_align_nets(
     trial: int,
 ) -> None:
     """Every (method, sparsity) of ``variants`` pruned from one dense net, measured before
-    fine-tuning; ``mip`` lists the MIP solutions of its sparsities."""
+    fine-tuning; ``mip`` lists the MIP oracle's solutions of its sparsities, ``basis_mip``
+    those with estimated bases."""
     dense = load_nets(net).variant(0)
     dataset = load_dataset(data)
     solutions = [load_mip_solution(path) for path in mip]
     by_sparsity = {float(s["label_sparsity"]): s for s in solutions}
+    by_basis: dict[str, dict] = {}
+    for solution in map(load_mip_solution, basis_mip):
+        basis = by_basis.setdefault(str(solution["label_basis"]), {})
+        basis[float(solution["label_sparsity"])] = solution
     variant_list = [(method, float(s)) for method, s in variants]
     nets, masks = prune_variants(
         dense,
@@ -142,6 +187,7 @@ def prune_align_nets(
         hessian=read_npy(hessian, "ALIGN Hessian"),
         hessian_inverse=read_npy(hessian_inverse, "ALIGN Hessian inverse"),
         mip_solutions=by_sparsity,
+        basis_solutions=by_basis,
     )
     save_variant_nets(nets_path, nets, masks)
     metrics = net_metrics(nets, dataset, dense)
@@ -188,6 +234,15 @@ def align_accuracy_table(pruned, finetuned, table_path, summary_path) -> None:
     )
     write_csv(table_path, table)
     write_csv(summary_path, accuracy_summary(table))
+
+
+def align_basis_table(accuracy, recoveries, table_path, recovery_path) -> None:
+    """MIP and FLO with estimated bases beside the oracle's, OBS and MP (from the per-trial
+    ``accuracy`` table), and how well each basis recovers C0 (from its ``recoveries``)."""
+    recovery = pd.DataFrame([read_json(path, "basis recovery") for path in recoveries])
+    recovery = recovery.drop(columns="best_cosine")
+    write_csv(table_path, basis_comparison(pd.read_csv(accuracy), recovery))
+    write_csv(recovery_path, recovery_summary(recovery))
 
 
 def align_mip_table(solutions, table_path, seconds_path) -> None:

@@ -10,6 +10,7 @@ import hashlib
 import json
 from functools import partial
 
+from prunescope.align.methods import estimators_of
 from prunescope.align.structures import keep_count
 from prunescope.conditions import canonical
 from prunescope.paths import ALIGN_FIGURE, ALIGN_PICTURE, ALIGN_TABLE, fill
@@ -56,6 +57,11 @@ def variants(config: dict, structure: str) -> list[tuple[str, float]]:
 
 def needs_mip(config: dict) -> bool:
     return bool({"mip", "flo", "mip_mask"} & set(config["align"]["methods"]))
+
+
+def basis_estimators(config: dict) -> list[str]:
+    """The estimated bases the methods prune against (``sae`` for ``mip_sae``, ...)."""
+    return estimators_of(config["align"]["methods"])
 
 
 def dataset_options(config: dict, task: str, trial: int) -> dict:
@@ -135,12 +141,48 @@ def mip_lineages(config: dict, task: str, structure: str, trial) -> list[dict]:
     ]
 
 
+def basis_lineage(config: dict, task: str, trial, estimator: str) -> dict:
+    """An estimated basis: the net (its C0 embeds the inputs), the estimator and its settings."""
+    return canonical(
+        {
+            "net": net_lineage(config, task, trial),
+            "estimator": estimator,
+            "settings": config["align"]["basis"][estimator],
+            "seed": int(trial),
+        }
+    )
+
+
+def basis_mip_lineage(config: dict, task: str, structure: str, trial, estimator, sparsity):
+    """A MIP solution with an estimated basis: the basis (the net within), the MIP options,
+    the pattern."""
+    return canonical(
+        {
+            "basis": basis_lineage(config, task, trial, estimator),
+            "mip": config["align"]["mip"],
+            "structure": structure,
+            "sparsity": float(sparsity),
+        }
+    )
+
+
+def solution_lineages(config: dict, task: str, structure: str, trial) -> list[dict]:
+    """Every MIP solution a pruning job reads: the oracle's, then each estimated basis's
+    (none of those without an estimated-basis method, so such a config's lineages stay as
+    they were)."""
+    return mip_lineages(config, task, structure, trial) + [
+        basis_mip_lineage(config, task, structure, trial, estimator, s)
+        for estimator in basis_estimators(config)
+        for s in structure_sparsities(config, structure)
+    ]
+
+
 def pruned_lineage(config: dict, task: str, structure: str, trial) -> dict:
     """The pruned variants of one net: its Hessian, the MIP solutions, which variants."""
     return canonical(
         {
             "hessian": hessian_lineage(config, task, trial),
-            "mip": mip_lineages(config, task, structure, trial),
+            "mip": solution_lineages(config, task, structure, trial),
             "variants": variants(config, structure),
             "structure": structure,
         }
@@ -205,7 +247,11 @@ def hessian_of(config: dict, w: dict) -> dict:
 
 
 def mip_solutions_of(config: dict, w: dict) -> list[dict]:
-    return mip_lineages(config, w["task"], w["structure"], w["trial"])
+    return solution_lineages(config, w["task"], w["structure"], w["trial"])
+
+
+def basis_of(config: dict, w: dict) -> dict:
+    return basis_lineage(config, w["task"], w["trial"], w["estimator"])
 
 
 def pruned_of(config: dict, w: dict) -> dict:
@@ -232,6 +278,17 @@ def every_net(config: dict, w: dict | None = None) -> dict:
 
 def every_sweep(config: dict, w: dict | None = None) -> dict:
     return digest(each_net(config, sweep_lineage))
+
+
+def every_basis(config: dict, w: dict | None = None) -> dict:
+    return digest(
+        [
+            basis_lineage(config, task, trial, estimator)
+            for task in tasks(config)
+            for trial in config["align"]["trials"]
+            for estimator in basis_estimators(config)
+        ]
+    )
 
 
 def each_trial(config: dict, paths_for) -> list[str]:
@@ -268,12 +325,15 @@ def align_pictures(config: dict) -> list[tuple[str, str]]:
 
 
 ALIGN_TABLES = ("accuracy", "accuracy_summary", "mip_solves", "training_codes", "magnitude_sweep")
+BASIS_TABLES = ("estimated_basis", "basis_recovery")
+"""Built when a method prunes against an estimated basis."""
 
 
 def align_targets(config: dict) -> list[str]:
     if not align_block(config):
         return []
-    tables = [fill(ALIGN_TABLE, name=t) for t in ALIGN_TABLES]
+    names = ALIGN_TABLES + (BASIS_TABLES if basis_estimators(config) else ())
+    tables = [fill(ALIGN_TABLE, name=t) for t in names]
     figures = [fill(ALIGN_FIGURE, figure=f) for f in align_figures(config)]
     pictures = [fill(ALIGN_PICTURE, task=t, picture=p) for t, p in align_pictures(config)]
     return tables + figures + pictures

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from prunescope.align.experiment import mip_frame
+from prunescope.align.methods import BASIS_METHODS, split_method
 
 VARIANT_KEYS = ["task", "structure", "method", "sparsity"]
 MIP_KEYS = ["task", "structure", "sparsity"]
@@ -42,6 +43,68 @@ def accuracy_summary(table: pd.DataFrame) -> pd.DataFrame:
     metrics = ["test_accuracy", "train_loss", "w1_divergence", "c1_divergence"]
     metrics += [c for c in ("4P-positive",) if c in table.columns]
     return summarise(table, [*VARIANT_KEYS, "stage"], metrics)
+
+
+BASIS_COMPARED = ("mp", "obs", "mip", "flo", *BASIS_METHODS)
+"""The methods the estimated-basis table sets side by side, in its row order."""
+STAGE_METRICS = {
+    "pruned": {"test_accuracy": "accuracy_pruned", "c1_divergence": "c1_divergence"},
+    "finetuned": {"test_accuracy": "accuracy_finetuned"},
+}
+CODES = "4P-positive"
+
+
+def basis_comparison(accuracy: pd.DataFrame, recovery: pd.DataFrame) -> pd.DataFrame:
+    """MP, OBS, MIP and FLO with C0 and with each estimated basis, per task, structure and
+    sparsity: mean and standard error over trials of the test accuracy after pruning and
+    after fine-tuning, the C1 divergence after pruning, the 4P-positive codes at both
+    stages (tasks with clauses) and, for an estimated basis, its recovery of C0's columns.
+
+    ``accuracy`` is the per-trial accuracy table; ``recovery`` one row per (task, trial,
+    estimator) with the ``mean_best_cosine`` of :func:`basis.recovery`.
+    """
+    rows = accuracy[accuracy["method"].isin(BASIS_COMPARED)]
+    keys = [*VARIANT_KEYS, "trial"]
+    columns = []
+    for stage, renamed in STAGE_METRICS.items():
+        if CODES in rows:
+            renamed = {**renamed, CODES: f"{CODES}_{stage}"}
+        staged = rows[rows["stage"] == stage].set_index(keys)[list(renamed)]
+        columns.append(staged.rename(columns=renamed))
+    per_trial = pd.concat(columns, axis=1).reset_index()
+    per_trial["basis"] = [method_basis(m) for m in per_trial["method"]]
+    per_trial = per_trial.merge(
+        recovery.rename(columns={"estimator": "basis", "mean_best_cosine": "basis_recovery"})[
+            ["task", "trial", "basis", "basis_recovery"]
+        ],
+        on=["task", "trial", "basis"],
+        how="left",
+    )
+    metrics = [c for c in per_trial if c not in {*keys, "basis"}]
+    table = summarise(per_trial, [*VARIANT_KEYS, "basis"], metrics)
+    order = {method: rank for rank, method in enumerate(BASIS_COMPARED)}
+    table = table.sort_values(
+        ["task", "structure", "sparsity", "method"],
+        key=lambda column: column.map(order) if column.name == "method" else column,
+        ignore_index=True,
+    )
+    first = ["task", "structure", "sparsity", "method", "basis"]
+    return table[first + [c for c in table if c not in first]]
+
+
+def method_basis(method: str) -> str:
+    """The basis a method prunes against: ``C0`` (the oracle's), an estimator's name, or
+    ``weights`` for MP and OBS, which rank the weights themselves."""
+    base, estimator = split_method(method)
+    if estimator is not None:
+        return estimator
+    return "C0" if base in ("mip", "flo") else "weights"
+
+
+def recovery_summary(recovery: pd.DataFrame) -> pd.DataFrame:
+    """Per task and estimator: the mean and the worst best-|cosine| of the estimated columns
+    with C0's, as mean and standard error over trials."""
+    return summarise(recovery, ["task", "estimator"], ["mean_best_cosine", "min_best_cosine"])
 
 
 def mip_neuron_table(solutions: list[dict]) -> pd.DataFrame:

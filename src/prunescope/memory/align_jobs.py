@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from prunescope.align.methods import split_method
 from prunescope.memory.estimate import Estimate, Term, peak
 from prunescope.memory.sizes import (
     ALIGN_EVAL_ROWS,
@@ -99,7 +100,8 @@ def prune_align_nets_memory(config: dict, task: str, structure: str) -> Estimate
     m, _, _, width_key = _task(config, task)
     size = m * m
     _, top = _variants(config, structure)
-    pruned = round(top * size) if {"obs", "flo"} & set(config["align"]["methods"]) else 0
+    bases = {split_method(method)[0] for method in config["align"]["methods"]}
+    pruned = round(top * size) if {"obs", "flo"} & bases else 0
     held = [
         _dataset_term(config, task),
         Term(

@@ -7,6 +7,7 @@ import errno
 import os
 from collections.abc import Iterator, Mapping
 
+from prunescope.align.methods import BASIS_METHODS
 from prunescope.conditions import model_grid
 from prunescope.memory import align_jobs, lm_jobs, sae_jobs
 from prunescope.memory.estimate import Estimate
@@ -75,7 +76,7 @@ def align_estimates(config: dict) -> Iterator[Estimate]:
         yield align_jobs.estimate_align_hessian_memory(config, task)
         for structure in align["structures"]:
             yield align_jobs.prune_align_nets_memory(config, task, structure)
-            if {"mip", "flo", "mip_mask"} & set(align["methods"]):
+            if {"mip", "flo", "mip_mask", *BASIS_METHODS} & set(align["methods"]):
                 yield align_jobs.solve_align_mip_memory(config, task, structure)
             yield align_jobs.finetune_align_nets_memory(config, task, structure)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from prunescope.conditions import parse_method
+from prunescope.conditions import FEATURE_AWARE, parse_method
 from prunescope.memory.estimate import Estimate, Term, peak
 from prunescope.memory.shapes import ModelShape
 from prunescope.memory.sizes import (
@@ -163,7 +163,7 @@ def prune_model_memory(config: dict, model: str, method: str, shape: ModelShape)
                 (f"{ckey}.batch_size", f"{ckey}.context"),
             ),
         ]
-        if base == "sparsegpt":
+        if base in {"sparsegpt", *FEATURE_AWARE}:
             hessians = sum(cols * cols for _, cols in shape.linear_shapes()) * FLOAT32
             calibrating += [
                 Term(
@@ -177,8 +177,23 @@ def prune_model_memory(config: dict, model: str, method: str, shape: ModelShape)
                     _width_keys(model, shape),
                 ),
             ]
+        if base in FEATURE_AWARE:
+            calibrating.append(_feature_basis_term(config, shape))
         phases.append(calibrating)
     return peak("prune_model", f"model {model} ({method})", [weights], *phases)
+
+
+def _feature_basis_term(config: dict, shape: ModelShape) -> Term:
+    """One site's feature basis read from disk (float64 directions, twice while loading)
+    and its float64 feature Hessian, twice while it becomes the float32 one pruned with."""
+    expansion = config["pruning"]["feature"].get("sae", {}).get("expansion")
+    expansion = expansion or config["sae"]["expansion"]
+    d = shape.hidden_size
+    return Term(
+        "one feature basis and its Hessian",
+        2 * expansion * d * d * 8 + 2 * d * d * 8,
+        ("sae.expansion", "pruning.feature.sae.expansion"),
+    )
 
 
 def evaluate_perplexity_memory(config: dict, model: str, shape: ModelShape) -> Estimate:

@@ -5,7 +5,8 @@ magnitude pruning and Wanda (Sun et al. 2024), plus SparseGPT (Frantar &
 Alistarh 2023) and the N:M variants of all three. Embeddings and ``lm_head``
 are never touched: only :func:`~prunescope.models.prunable_linears` are pruned.
 
-The maths (scores and masks, :mod:`.masks`; the OBS solver, :mod:`.sparsegpt`) are
+The maths (scores and masks, :mod:`.masks`; the OBS solver, :mod:`.sparsegpt`; which
+Hessian the feature-aware methods give it, :mod:`.feature`) are
 small pure functions and one class on tensors; the plumbing that gathers calibration
 inputs layer by layer, with each layer fed the output of the already-pruned layers
 before it, lives in :mod:`.layerwise`; :func:`prune_model` (:mod:`.apply`) checks the
@@ -14,6 +15,7 @@ arguments and runs one method over a model. Masks are boolean *keep* masks
 """
 
 from prunescope.pruning.apply import GRANULARITIES, METHODS, measure_sparsity, prune_model
+from prunescope.pruning.feature import FEATURE_METHODS, FeatureHessians, feature_arguments
 from prunescope.pruning.layerwise import (
     ColumnSquares,
     capture_layer_calls,
@@ -32,12 +34,15 @@ from prunescope.pruning.masks import (
 from prunescope.pruning.sparsegpt import SparseGPT
 
 __all__ = [
+    "FEATURE_METHODS",
     "GRANULARITIES",
     "METHODS",
     "ColumnSquares",
+    "FeatureHessians",
     "SparseGPT",
     "capture_layer_calls",
     "count_to_prune",
+    "feature_arguments",
     "magnitude_mask_global",
     "matrix_mask",
     "measure_sparsity",

@@ -1,7 +1,8 @@
 """``prune_model``: check the arguments, prune every decoder-block linear in place, report.
 
-Magnitude pruning needs only the weights; Wanda and SparseGPT prune layer by layer from
-calibration inputs (:func:`~prunescope.pruning.layerwise.prune_layerwise`).
+Magnitude pruning needs only the weights; Wanda, SparseGPT and the feature-aware methods
+prune layer by layer from calibration inputs
+(:func:`~prunescope.pruning.layerwise.prune_layerwise`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from torch import Tensor, nn
 
 from prunescope.architectures import input_width, weight_matrix
 from prunescope.errors import UserInputError
+from prunescope.feature_pruning.basis import BasisFile, FeatureBasis
 from prunescope.models import prunable_linears
+from prunescope.pruning.feature import FEATURE_METHODS, FeatureHessians
 from prunescope.pruning.layerwise import Collector, ColumnSquares, prune_layerwise
 from prunescope.pruning.masks import (
     magnitude_mask_global,
@@ -26,7 +29,7 @@ from prunescope.pruning.masks import (
 )
 from prunescope.pruning.sparsegpt import SparseGPT
 
-METHODS = ("magnitude", "wanda", "sparsegpt")
+METHODS = ("magnitude", "wanda", "sparsegpt", *FEATURE_METHODS)
 GRANULARITIES = ("row", "matrix")
 PruneLinear = Callable[[str, nn.Module, Collector], None]
 """Prunes one named linear from the collector that gathered its calibration inputs."""
@@ -44,23 +47,33 @@ def prune_model(
     percdamp: float = 0.01,
     batch_size: int = 8,
     device: torch.device | None = None,
+    feature_bases: list[FeatureBasis | BasisFile] | None = None,
+    weighting: str = "energy",
+    hybrid_lambda: float = 1.0,
 ) -> dict:
     """Prune every linear in the decoder blocks in place and report the result.
 
     ``magnitude`` uses one global threshold (or, with ``nm``, drops the n
     smallest ``|w|`` of every m); ``wanda`` compares ``|W| * ||X||`` per row
     (``granularity="row"``), per matrix, or per N:M group; ``sparsegpt``
-    reconstructs each layer with OBS updates. Calibration inputs for the last
-    two are gathered layer by layer through the already-pruned layers.
+    reconstructs each layer with OBS updates. ``feature`` does the same with the feature
+    Hessian of ``feature_bases`` (features counted by ``weighting``) in place of the
+    calibration Hessian, and ``feature_hybrid`` with both (``hybrid_lambda`` the feature
+    share); a matrix no basis serves falls back to SparseGPT, and the report's
+    ``hessians`` says which Hessian pruned each matrix. Calibration inputs for every
+    method but magnitude are gathered layer by layer through the already-pruned layers.
     ``device`` is where calibration runs (the model is moved there); None
     keeps the model's own device. The report's ``granularity`` names the
     comparison group actually used.
     """
-    _check_arguments(model, method, sparsity, calibration_ids, granularity, nm, batch_size)
+    _check_arguments(
+        model, method, sparsity, calibration_ids, granularity, nm, batch_size, feature_bases
+    )
     if device is not None:
         model.to(device)
     device = next(model.parameters()).device
     nm = tuple(nm) if nm is not None else None
+    hessians = FeatureHessians(method, feature_bases or [], weighting, hybrid_lambda)
     was_training = model.training
     model.eval()
     try:
@@ -71,7 +84,8 @@ def prune_model(
                 if method == "wanda":
                     pruner = _wanda(sparsity, granularity, nm)
                 else:
-                    pruner = _sparsegpt(sparsity, nm, blocksize, percdamp)
+                    hessians.check_matrices(prunable_linears(model))
+                    pruner = _sparsegpt(sparsity, nm, blocksize, percdamp, hessians)
                 prune_layerwise(
                     model, calibration_ids, *pruner, batch_size=batch_size, device=device
                 )
@@ -80,6 +94,7 @@ def prune_model(
         model.train(was_training)
     overall, per_matrix = measure_sparsity(model)
     uses_calibration = method != "magnitude"
+    feature_report = hessians.report() if method in FEATURE_METHODS else {}
     return {
         "method": method,
         "sparsity_requested": sparsity,
@@ -89,6 +104,7 @@ def prune_model(
         "per_matrix": per_matrix,
         "n_calibration_windows": int(calibration_ids.shape[0]) if uses_calibration else None,
         "calibration_context": int(calibration_ids.shape[1]) if uses_calibration else None,
+        **feature_report,
     }
 
 
@@ -111,7 +127,9 @@ def measure_sparsity(model: nn.Module) -> tuple[float, dict[str, dict]]:
     return (zeros_total / numel_total if numel_total else 0.0), per_matrix
 
 
-def _check_arguments(model, method, sparsity, calibration_ids, granularity, nm, batch_size):
+def _check_arguments(
+    model, method, sparsity, calibration_ids, granularity, nm, batch_size, feature_bases
+):
     if method not in METHODS:
         raise ValueError(f"pruning method {method!r} is not one of {list(METHODS)}")
     if not 0 <= sparsity < 1:
@@ -124,6 +142,8 @@ def _check_arguments(model, method, sparsity, calibration_ids, granularity, nm, 
         _check_nm(model, nm, sparsity)
     if method != "magnitude":
         _check_calibration(model, method, calibration_ids)
+    if method in FEATURE_METHODS and not feature_bases:
+        raise ValueError(f"method {method!r} needs feature_bases, got none")
 
 
 def _check_nm(model: nn.Module, nm, sparsity: float) -> None:
@@ -194,10 +214,14 @@ def _wanda(sparsity: float, granularity: str, nm) -> tuple[type, PruneLinear]:
     return ColumnSquares, prune_linear
 
 
-def _sparsegpt(sparsity: float, nm, blocksize: int, percdamp: float) -> tuple[type, PruneLinear]:
-    """SparseGPT's collector and how it prunes one linear from it."""
+def _sparsegpt(
+    sparsity: float, nm, blocksize: int, percdamp: float, hessians: FeatureHessians
+) -> tuple[type, PruneLinear]:
+    """SparseGPT's collector and how it prunes one linear from it, with the Hessian
+    ``hessians`` chooses for it (the calibration Hessian for plain SparseGPT)."""
 
     def prune_linear(name: str, module: nn.Module, gpt: SparseGPT) -> None:
+        gpt.use_hessian(hessians.for_matrix(name, gpt.H))
         try:
             gpt.prune(sparsity, blocksize=blocksize, percdamp=percdamp, nm=nm)
         except RuntimeError as err:

@@ -37,6 +37,11 @@ class SparseGPT:
         x = math.sqrt(2 / self.nsamples) * x
         self.H += x.t() @ x
 
+    def use_hessian(self, hessian: Tensor) -> None:
+        """Prune by ``hessian`` instead of the calibration Hessian gathered so far (the
+        feature-aware methods: :mod:`prunescope.pruning.feature`)."""
+        self.H = hessian.to(self.H.device, torch.float32)
+
     def prune(
         self,
         sparsity: float,
