@@ -43,6 +43,7 @@ include: "workflow/rules/ablation.smk"
 include: "workflow/rules/report.smk"
 
 
+# feature-aware pruning and its diagnostics, when the config asks for them
 if config["pruning"].get("feature") is not None:
 
     include: "workflow/rules/feature.smk"

@@ -555,3 +555,19 @@ def test_distortion_frame_measures_served_matrices_in_every_space():
     assert q["site"] == "attn_in" and q["n_features"] == 32
     assert np.isnan(frame.loc["layers.1.self_attn.q_proj", "feature_distortion_energy"])
     assert frame["sparsity"].between(0.45, 0.55).all()
+
+
+def test_a_post_norm_hub_model_is_refused_before_any_job(tmp_path):
+    from test_config import load, validated
+
+    folder = tmp_path / "olmo"
+    tiny_causal_lm("olmo2", VOCAB, num_hidden_layers=2).save_pretrained(folder)
+    config = load()
+    config["models"]["olmo"] = {
+        "source": "hf",
+        "name": str(folder),
+        "corpus": "stdlib",
+        "layers": [1],
+    }
+    with pytest.raises(UserInputError, match=r"models.olmo \(OLMo 2\) normalises after"):
+        validated(config)

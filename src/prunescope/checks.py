@@ -292,12 +292,25 @@ def _check_feature(config: dict) -> None:
     for model in config["models"]:
         blocks = feature_blocks(config, model)
         shape = model_shape(config, model)
+        if shape and "model_type" in shape:
+            _check_feature_family(model, shape)
         depth = shape.get("num_hidden_layers") if shape else None
         if depth is not None and max(blocks) >= int(depth):
             raise UserInputError(
                 f"pruning.feature.blocks lists block {max(blocks)}, but models.{model} has "
                 f"{depth} blocks (0 to {int(depth) - 1})"
             )
+
+
+def _check_feature_family(model: str, shape: dict) -> None:
+    """Refuse, before any job, a family whose projections read no normalised stream."""
+    family = family_for(str(shape["model_type"]))
+    if not family.feature_sites or shape.get("do_layer_norm_before") is False:
+        raise UserInputError(
+            f"pruning.feature builds feature bases for every model, but models.{model} "
+            f"({family.label}) normalises after its attention and MLP, so its projections "
+            "read no normalised stream: run it without pruning.feature"
+        )
 
 
 def _check_pretrained_saes(config: dict, model: str, spec: dict) -> None:

@@ -21,7 +21,6 @@ from prunescope.lineage import (
     basis_sae_settings,
     capture_settings as lineage_capture_settings,
     feature_bases,
-    feature_enabled,
     job_checkpoint,
     checkpoint_read,
     dense_checkpoint,
@@ -180,7 +179,6 @@ TRAINED_SAE = trained_sae_label(config)
 ACTIVATION_SURVIVAL = activation_survival_inputs(config)
 SURVIVAL_BY_SAE = survival_inputs_by_sae(config)
 NEW_FEATURES = new_feature_inputs(config)
-FEATURE = feature_enabled(config)
 
 
 def ablation_ranking_file(wildcards):

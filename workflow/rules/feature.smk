@@ -68,6 +68,8 @@ rule measure_feature_basis:
         paths.FEATURE_BASIS,
     log:
         "results/logs/measure_feature_basis/{model}/L{layer}.{site}.log",
+    benchmark:
+        "results/benchmarks/measure_feature_basis/{model}/L{layer}.{site}.tsv"
     conda:
         "../../envs/prunescope.yaml"
     threads: 1
@@ -92,6 +94,8 @@ rule measure_distortion:
         paths.DISTORTION,
     log:
         "results/logs/measure_distortion/{model}/{cond}.log",
+    benchmark:
+        "results/benchmarks/measure_distortion/{model}/{cond}.tsv"
     conda:
         "../../envs/prunescope.yaml"
     threads: 1

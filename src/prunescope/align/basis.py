@@ -6,9 +6,12 @@ columns c_j of C0, one per input feature x_j. An estimated basis B stands in for
 each of its columns must weigh the feature it stands for as C0's column does. Since
 x' = Σ_j x_j c_j, a column is scaled to c_j·rms(x_j): an SAE atom (unit norm) times the RMS
 of its code over the training set, FastICA's mixing column as it comes (its sources have unit
-variance, so the column carries the feature's own scale). The inputs of both tasks are
-non-negative features of one scale (DNF literals 0 or 1.5, Digits pixels in [0, 1]), so this
-is C0's objective up to one factor common to every feature, which moves no minimiser; a
+variance, so the column carries the feature's own scale: its standard deviation, where the
+SAE's carries its RMS). A feature's scale cannot be told apart from its column's length from
+x' alone, so the estimated objective weighs each feature by its spread in the data, which C0
+does not: for DNF literals (0 or 1.5, each about as often) this is nearly one factor common
+to every feature, for Digits pixels (their spread varies from pixel to pixel) it is not, and
+part of any gap to the oracle there comes from this weighting, not from a wrong direction. A
 feature that never varies gets a zero column, as it changes no pre-activation on the data.
 
 A direction of x' that the training data never takes (Digits' blank corner pixels) is

@@ -34,6 +34,11 @@ WEIGHTINGS = ("energy", "uniform")
 the projection, or each alive feature alike (rare ones as much as frequent ones)."""
 
 
+def matrix_names(block: int, projections) -> list[str]:
+    """``layers.{block}.{projection}``: how ``prunable_linears`` names each matrix."""
+    return [f"layers.{block}.{name}" for name in projections]
+
+
 @dataclass
 class FeatureBasis:
     """The alive features of one site, as its projections see them (float64)."""
@@ -51,7 +56,9 @@ class FeatureBasis:
     """The block's projections that read this site, by their name inside the block."""
 
     def weights(self, weighting: str) -> Tensor:
-        """Each feature's weight in the Hessian: its energy, or 1 (``uniform``)."""
+        """Each feature's weight in the Hessian: its energy, or 1 (``uniform``; the
+        direction keeps its length as seen, so a feature the norm's gain amplifies still
+        counts more than one it damps)."""
         if weighting == "energy":
             return self.energy
         if weighting == "uniform":
@@ -60,7 +67,7 @@ class FeatureBasis:
 
     def matrices(self) -> list[str]:
         """The qualified names (``layers.{block}.{projection}``) of the matrices it serves."""
-        return [f"layers.{self.block}.{name}" for name in self.projections]
+        return matrix_names(self.block, self.projections)
 
     @property
     def n_features(self) -> int:
@@ -96,6 +103,8 @@ def measure_feature_basis(
         energy.index_add_(0, indices.flatten(), scaled.pow(2).flatten())
         fired.index_add_(0, indices.flatten(), (values > 0).flatten().double())
     alive = torch.nonzero(fired > 0).flatten()
+    if len(alive) == 0:
+        raise ValueError(f"no feature of the SAE for {where} fired on its {n_rows} rows")
     stream_directions = sae.W_dec.double()[alive] * sae.std.double().to(device)
     return FeatureBasis(
         directions=seen_directions(norm, stream_directions).cpu(),
@@ -166,7 +175,7 @@ class BasisFile:
         self.projections = placement["projections"]
 
     def matrices(self) -> list[str]:
-        return [f"layers.{self.block}.{name}" for name in self.projections]
+        return matrix_names(self.block, self.projections)
 
     def feature_hessian(self, weighting: str) -> Tensor:
         return load_basis(self.path).feature_hessian(weighting)

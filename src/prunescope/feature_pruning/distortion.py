@@ -9,7 +9,6 @@ The LM analogue of Study ALIGN's C1 divergence, where ``C0`` had to be known.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from prunescope.feature_pruning.hessian import feature_hessian
@@ -34,7 +33,3 @@ def feature_distortion(
     """``sum_i w_i ||dW u_i||^2 / sum_i w_i ||W u_i||^2`` over the rows ``u_i`` of
     ``directions``."""
     return quadratic_distortion(weight, pruned, feature_hessian(directions, weights))
-
-
-def unit_weights(directions: Tensor) -> Tensor:
-    return torch.ones(directions.shape[0], dtype=torch.float64)

@@ -4,8 +4,10 @@ SparseGPT prunes ``W`` to keep ``||(W - W') X||^2`` small, whose Hessian is
 ``H_X = 2/n X^T X`` over calibration inputs. Feature-aware pruning keeps instead
 ``sum_i w_i ||(W - W') u_i||^2`` small, the change in what the projection computes on each
 SAE feature direction ``u_i`` as it sees them, whose Hessian is
-``H_F = sum_i w_i u_i u_i^T``. With energy weights and uncorrelated features this is the
-part of ``H_X`` the SAE explains; with uniform weights every alive feature counts alike.
+``H_F = sum_i w_i u_i u_i^T``. With energy weights and uncorrelated features it approximates
+the part of ``H_X`` the SAE's codes carry; it leaves out what no feature carries (the
+stream's mean and the SAE's decoder bias as the projection sees them, and the
+reconstruction error). With uniform weights every alive feature has weight one.
 OBS mask selection and updates do not change when a Hessian is scaled, so the hybrid adds
 the two after scaling each to unit trace.
 """

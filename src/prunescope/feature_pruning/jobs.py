@@ -11,12 +11,13 @@ import torch
 
 from prunescope.activations import open_cache
 from prunescope.architectures import feature_sites_of, site_norm, weight_matrix
-from prunescope.feature_pruning.basis import load_basis, measure_feature_basis, save_basis
-from prunescope.feature_pruning.distortion import (
-    feature_distortion,
-    quadratic_distortion,
-    weight_distortion,
+from prunescope.feature_pruning.basis import (
+    WEIGHTINGS,
+    BasisFile,
+    measure_feature_basis,
+    save_basis,
 )
+from prunescope.feature_pruning.distortion import quadratic_distortion, weight_distortion
 from prunescope.feature_pruning.figure import distortion_figure
 from prunescope.feature_pruning.norms import input_second_moment
 from prunescope.feature_pruning.tables import distortion_ranks, feature_pruning_table
@@ -66,35 +67,39 @@ def distortion_frame(dense, pruned, bases, input_moments=None) -> pd.DataFrame:
     """Per prunable matrix: its sparsity, weight-space distortion and, where a basis
     serves it, feature-space distortion with uniform and with energy weights, and input
     distortion against the second moment of the dense model's inputs to it
-    (``input_moments``, one per basis, in the same order)."""
-    by_matrix = {name: basis for basis in bases for name in basis.matrices()}
-    moments = dict(zip(map(id, bases), input_moments or [], strict=False))
-    pruned_linears = prunable_linears(pruned)
+    (``input_moments``, one per basis, in the same order). Each basis's Hessians are built
+    once, for all the matrices it serves."""
+    moments = input_moments if input_moments is not None else [None] * len(bases)
+    served = {}
+    for basis, moment in zip(bases, moments, strict=True):
+        hessians = {w: basis.feature_hessian(w) for w in WEIGHTINGS}
+        if moment is not None:
+            hessians["input"] = moment
+        for name in basis.matrices():
+            served[name] = {"site": basis.site, "n_features": basis.n_features}
+            weight, after = _weights(dense, pruned, name)
+            for kind, hessian in hessians.items():
+                column = "input_distortion" if kind == "input" else f"feature_distortion_{kind}"
+                served[name][column] = quadratic_distortion(weight, after, hessian)
     rows = []
-    for name, module in prunable_linears(dense).items():
-        weight = weight_matrix(module).double()
-        after = weight_matrix(pruned_linears[name]).double().to(weight.device)
-        row = {
-            "matrix": name,
-            "block": int(name.split(".")[1]),
-            "sparsity": float((after == 0).double().mean()),
-            "weight_distortion": weight_distortion(weight, after),
-        }
-        basis = by_matrix.get(name)
-        if basis is not None:
-            directions = basis.directions.to(weight.device)
-            row["site"] = basis.site
-            row["n_features"] = basis.n_features
-            if id(basis) in moments:
-                moment = moments[id(basis)].to(weight.device)
-                row["input_distortion"] = quadratic_distortion(weight, after, moment)
-            for weighting in ("uniform", "energy"):
-                weights = basis.weights(weighting).to(weight.device)
-                row[f"feature_distortion_{weighting}"] = feature_distortion(
-                    weight, after, directions, weights
-                )
-        rows.append(row)
+    for name in prunable_linears(dense):
+        weight, after = _weights(dense, pruned, name)
+        rows.append(
+            {
+                "matrix": name,
+                "block": int(name.split(".")[1]),
+                "sparsity": float((after == 0).double().mean()),
+                "weight_distortion": weight_distortion(weight, after),
+                **served.get(name, {}),
+            }
+        )
     return pd.DataFrame(rows, columns=DISTORTION_COLUMNS)
+
+
+def _weights(dense, pruned, name: str):
+    """Matrix ``name`` of both models as float64 ``(out, in)`` on the dense model's device."""
+    weight = weight_matrix(prunable_linears(dense)[name]).double()
+    return weight, weight_matrix(prunable_linears(pruned)[name]).double().to(weight.device)
 
 
 @torch.no_grad()
@@ -107,7 +112,7 @@ def measure_distortion(
     dense, _ = load_causal_lm(dense_dir, dtype, device)
     feature_sites_of(dense)  # refuses a model whose projections read no normalised stream
     pruned, _ = load_causal_lm(pruned_dir, dtype, device)
-    bases = [load_basis(path) for path in basis_paths]
+    bases = [BasisFile(path) for path in basis_paths]
     moments = []
     for basis, cache in zip(bases, cache_paths, strict=True):
         with open_cache(cache, ("eval",), capture) as f:

@@ -83,8 +83,8 @@ def feature_pruning_table(
     layers = activation_survival[["model", "layer"]].drop_duplicates().itertuples(index=False)
     for model, layer in layers:
         dense_ppl = _one(perplexity, "perplexity", model=model, condition="dense")
-        for (d_model, cond), frame in distortions.items():
-            if d_model != model:
+        for (frame_model, cond), frame in distortions.items():
+            if frame_model != model:
                 continue
             key = {"model": model, "layer": layer, "condition": cond}
             survival = _pick(activation_survival, sae=sae_label, tau=activation_tau, **key)

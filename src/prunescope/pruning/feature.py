@@ -10,6 +10,9 @@ for the pruning report.
 
 from __future__ import annotations
 
+from collections import Counter
+
+import torch
 from torch import Tensor
 
 from prunescope.feature_pruning.basis import BasisFile, FeatureBasis
@@ -55,6 +58,8 @@ class FeatureHessians:
             self.used[name] = "calibration"
             return calibration
         h_f = self._feature_hessian(basis).to(calibration.device)
+        if not torch.trace(h_f) > 0:
+            raise ValueError(f"{name}: the feature basis of L{basis.block}.{basis.site} is empty")
         if self.method == "feature":
             self.used[name] = "feature"
             return h_f.float()
@@ -78,9 +83,7 @@ class FeatureHessians:
             }
             for b in self.bases
         }
-        counts = {
-            kind: sum(v == kind for v in self.used.values()) for kind in set(self.used.values())
-        }
+        counts = dict(sorted(Counter(self.used.values()).items()))
         return {"hessians": dict(self.used), "hessian_counts": counts, "feature_basis": settings}
 
 
@@ -92,5 +95,6 @@ def feature_arguments(options: dict | None, basis_paths) -> dict:
     return {
         "feature_bases": [BasisFile(path) for path in basis_paths],
         "weighting": options["weighting"],
-        "hybrid_lambda": options.get("hybrid_lambda", 1.0),
+        # plain feature pruning has no lambda; prune_model ignores it then
+        "hybrid_lambda": options.get("hybrid_lambda", 0.0),
     }

@@ -27,6 +27,7 @@ class SparseGPT:
         self.columns = input_width(layer)
         self.H = torch.zeros(self.columns, self.columns, device=layer.weight.device)
         self.nsamples = 0
+        self.dead: Tensor | None = None
 
     def add_batch(self, inp: Tensor) -> None:
         """Fold a batch of layer inputs (``[..., in_features]``) into the running mean Hessian."""
@@ -39,7 +40,10 @@ class SparseGPT:
 
     def use_hessian(self, hessian: Tensor) -> None:
         """Prune by ``hessian`` instead of the calibration Hessian gathered so far (the
-        feature-aware methods: :mod:`prunescope.pruning.feature`)."""
+        feature-aware methods: :mod:`prunescope.pruning.feature`). Which inputs never fired
+        is still read from the calibration Hessian: those weights go, whatever ``hessian``
+        says of their columns."""
+        self.dead = torch.diag(self.H) == 0
         self.H = hessian.to(self.H.device, torch.float32)
 
     def prune(
@@ -118,7 +122,9 @@ class SparseGPT:
         of its mean diagonal; inputs that never fired are zeroed in ``W``."""
         H = self.H
         del self.H
-        dead = torch.diag(H) == 0
+        dead = torch.diag(H) == 0 if self.dead is None else self.dead
+        H[dead, :] = 0
+        H[:, dead] = 0
         H[dead, dead] = 1
         W[:, dead] = 0
         idx = torch.arange(H.shape[0], device=H.device)
