@@ -156,7 +156,10 @@ def test_capture_killed_after_a_config_edit_still_reruns_what_the_edit_reaches(f
     edited = edited_smoke(finished, "edited.yaml", lambda c: c["activations"].update(batch_size=16))
     target = "results/tables/tableB1.csv"
     plan_before = planned_jobs(run_snakemake("-n", target, *edited, cwd=finished))
-    assert plan_before["capture_activations"] == 3 and plan_before["train_sae"] == 6
+    # every condition's cache; the feature bases follow the capture settings too, and
+    # with them the two feature prunes
+    assert plan_before["capture_activations"] == 5 and plan_before["train_sae"] == 10
+    assert plan_before["prune_model"] == 2
 
     kill_capture_half_written(finished, edited)
     assert not (finished / CACHE).exists()
@@ -176,8 +179,9 @@ def test_pruning_killed_after_a_pruning_edit_still_reruns_what_the_edit_reaches(
         finished, "edited.yaml", lambda c: c["pruning"]["calibration"].update(n_tokens=1024)
     )
     plan_before = planned_jobs(run_snakemake("-n", *edited, cwd=finished))
-    assert plan_before["prune_model"] == 1 and plan_before["capture_activations"] == 1
-    assert plan_before["evaluate_perplexity"] == 1 and plan_before["train_sae"] == 2
+    # Wanda and the two feature methods read calibration text; magnitude does not
+    assert plan_before["prune_model"] == 3 and plan_before["capture_activations"] == 3
+    assert plan_before["evaluate_perplexity"] == 3 and plan_before["train_sae"] == 6
 
     checkpoint = "results/models/tiny/wanda-0.3"
     kill_job_when(
@@ -239,7 +243,7 @@ def test_keep_intermediates_false_deletes_caches_once_read(finished):
     switch = ("--config", "keep_intermediates=False")
     target = "results/tables/tableB1.csv"
     plan = planned_jobs(run_snakemake("-n", target, *edited, *switch, cwd=finished))
-    assert plan["capture_activations"] == 3 and plan["train_sae"] == 6
+    assert plan["capture_activations"] == 5 and plan["train_sae"] == 10
     run_snakemake("--cores", "2", target, *edited, *switch, cwd=finished)
     caches = sorted((finished / "results/activations").rglob("*.h5"))
     assert caches == [], f"caches should be gone once the SAEs read them: {caches}"

@@ -571,3 +571,12 @@ def test_a_post_norm_hub_model_is_refused_before_any_job(tmp_path):
     }
     with pytest.raises(UserInputError, match=r"models.olmo \(OLMo 2\) normalises after"):
         validated(config)
+
+
+def test_cached_blocks_follow_each_model_s_cached_layers():
+    from prunescope.lineage import feature_blocks
+
+    config = feature_config(blocks="cached")
+    assert feature_blocks(config, "tiny") == [2]
+    config["models"]["tiny"]["layers"] = [3, 1]
+    assert feature_blocks(config, "tiny") == [1, 3]

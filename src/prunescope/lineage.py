@@ -54,9 +54,12 @@ def feature_enabled(config: dict) -> bool:
 
 
 def feature_blocks(config: dict, model: str) -> list[int]:
-    """The blocks whose two sites get a basis SAE: ``pruning.feature.blocks``, else every
-    block of the model where the config alone knows its depth."""
+    """The blocks whose two sites get a basis SAE: ``pruning.feature.blocks`` (``cached``:
+    the blocks that write the model's cached layers), else every block of the model where
+    the config alone knows its depth."""
     blocks = config["pruning"]["feature"].get("blocks")
+    if blocks == "cached":
+        return sorted(set(config["models"][model]["layers"]))
     if blocks:
         return sorted(blocks)
     from prunescope.checks import model_shape
