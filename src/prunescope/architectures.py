@@ -348,12 +348,17 @@ __all__ = [
 ]
 
 
+def reads_normalised_streams(family: Family, config: dict) -> bool:
+    """Whether a model of ``family`` with this config.json has projections that read the
+    stream through a norm (OPT-350m's ``do_layer_norm_before: false`` does not)."""
+    return bool(family.feature_sites) and config.get("do_layer_norm_before") is not False
+
+
 def feature_sites_of(model: nn.Module) -> dict[str, FeatureSite]:
     """The normalised streams the model's blocks read, or a ``UserInputError`` saying why a
     model's projections read no normalised stream (OLMo 2, post-norm OPT)."""
     family = family_of(model)
-    post_norm = getattr(model.config, "do_layer_norm_before", True) is False
-    if not family.feature_sites or post_norm:
+    if not reads_normalised_streams(family, model.config.to_dict()):
         raise UserInputError(
             f"{type(model).__name__} ({family.label}) normalises after its attention and MLP, "
             "so its projections read no normalised stream for an SAE's features to be seen "

@@ -12,7 +12,7 @@ import os
 import re
 from pathlib import Path
 
-from prunescope.architectures import family_for, language_model_config
+from prunescope.architectures import family_for, language_model_config, reads_normalised_streams
 from prunescope.conditions import (
     CALIBRATED,
     FEATURE_AWARE,
@@ -305,7 +305,7 @@ def _check_feature(config: dict) -> None:
 def _check_feature_family(model: str, shape: dict) -> None:
     """Refuse, before any job, a family whose projections read no normalised stream."""
     family = family_for(str(shape["model_type"]))
-    if not family.feature_sites or shape.get("do_layer_norm_before") is False:
+    if not reads_normalised_streams(family, shape):
         raise UserInputError(
             f"pruning.feature builds feature bases for every model, but models.{model} "
             f"({family.label}) normalises after its attention and MLP, so its projections "

@@ -70,6 +70,7 @@ def distortion_frame(dense, pruned, bases, input_moments=None) -> pd.DataFrame:
     (``input_moments``, one per basis, in the same order). Each basis's Hessians are built
     once, for all the matrices it serves."""
     moments = input_moments if input_moments is not None else [None] * len(bases)
+    pairs = _matrix_pairs(dense, pruned)
     served = {}
     for basis, moment in zip(bases, moments, strict=True):
         hessians = {w: basis.feature_hessian(w) for w in WEIGHTINGS}
@@ -77,13 +78,12 @@ def distortion_frame(dense, pruned, bases, input_moments=None) -> pd.DataFrame:
             hessians["input"] = moment
         for name in basis.matrices():
             served[name] = {"site": basis.site, "n_features": basis.n_features}
-            weight, after = _weights(dense, pruned, name)
+            weight, after = pairs[name]
             for kind, hessian in hessians.items():
                 column = "input_distortion" if kind == "input" else f"feature_distortion_{kind}"
                 served[name][column] = quadratic_distortion(weight, after, hessian)
     rows = []
-    for name in prunable_linears(dense):
-        weight, after = _weights(dense, pruned, name)
+    for name, (weight, after) in pairs.items():
         rows.append(
             {
                 "matrix": name,
@@ -96,10 +96,15 @@ def distortion_frame(dense, pruned, bases, input_moments=None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=DISTORTION_COLUMNS)
 
 
-def _weights(dense, pruned, name: str):
-    """Matrix ``name`` of both models as float64 ``(out, in)`` on the dense model's device."""
-    weight = weight_matrix(prunable_linears(dense)[name]).double()
-    return weight, weight_matrix(prunable_linears(pruned)[name]).double().to(weight.device)
+def _matrix_pairs(dense, pruned) -> dict:
+    """Every prunable matrix of both models, by name, as float64 ``(out, in)`` on the dense
+    model's device."""
+    after = prunable_linears(pruned)
+    pairs = {}
+    for name, module in prunable_linears(dense).items():
+        weight = weight_matrix(module).double()
+        pairs[name] = (weight, weight_matrix(after[name]).double().to(weight.device))
+    return pairs
 
 
 @torch.no_grad()
