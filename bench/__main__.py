@@ -17,7 +17,7 @@ from pathlib import Path
 from bench.harness import SIZES, machine
 from prunescope.io import write_json
 
-BENCHMARKS = ("sae_step", "capture", "matching", "mip", "pruning", "dag")
+BENCHMARKS = ("sae_step", "capture", "matching", "mip", "pruning", "paper_scale", "dag")
 """Module names under ``bench/``, in the order they run (cheap ones need no GPU)."""
 
 

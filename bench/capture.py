@@ -124,29 +124,31 @@ def full_forward(model, batches: list[torch.Tensor], device) -> None:
             model(input_ids=batch.to(device), use_cache=False)
 
 
-def end_to_end(setting: dict, device: torch.device, folder: Path, repeats: int) -> dict:
-    """The capture against the forward it runs, and against the full forward, interleaved."""
-    model = build_model(setting, device)
+def capture_once(model, setting: dict, splits: dict[str, torch.Tensor], out: Path) -> None:
+    """One capture as the capture rule runs it, with the setting's layer and batching."""
+    capture_activations(
+        model,
+        setting["layer"],
+        splits,
+        out,
+        provenance={"model": "random"},
+        batch_size=setting["batch_size"],
+        stats_samples=setting["stats_samples"],
+        skip_positions=setting["skip_positions"],
+    )
+
+
+def end_to_end(setting: dict, device: torch.device, folder: Path, repeats: int, model=None) -> dict:
+    """The capture against the forward it runs, and against the full forward, interleaved
+    (on ``model`` if given, else a random Llama of the setting's shape)."""
+    model = build_model(setting, device) if model is None else model
     splits = token_windows(setting)
     batches = batches_of(splits, setting["batch_size"])
     out = folder / "capture.h5"
     layer = setting["layer"]
-
-    def capture() -> None:
-        capture_activations(
-            model,
-            layer,
-            splits,
-            out,
-            provenance={"model": "random"},
-            batch_size=setting["batch_size"],
-            stats_samples=setting["stats_samples"],
-            skip_positions=setting["skip_positions"],
-        )
-
     times = interleaved_medians(
         {
-            "capture": capture,
+            "capture": lambda: capture_once(model, setting, splits, out),
             "forward_to_layer": lambda: forward_to_layer(model, layer, batches, device),
             "full_forward": lambda: full_forward(model, batches, device),
         },

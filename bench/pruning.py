@@ -87,8 +87,9 @@ def calibration_ids(vocab_size: int, calibration: dict) -> torch.Tensor:
     return torch.randint(0, vocab_size, (n_windows, calibration["context"]), generator=generator)
 
 
-def compare(model: torch.nn.Module, setting: dict, device: torch.device, repeats: int) -> dict:
-    """Each method (after restoring the dense weights) and the forward pass, interleaved."""
+def contenders(model: torch.nn.Module, setting: dict, device: torch.device) -> dict:
+    """Closures over ``model``: the calibration forward, the restoring of its dense weights,
+    and each of ``METHODS`` (which restores the dense weights first)."""
     ids = calibration_ids(setting["vocab_size"], setting["calibration"])
     batch_size = setting["calibration"]["batch_size"]
     linears = list(prunable_linears(model).values())
@@ -121,8 +122,17 @@ def compare(model: torch.nn.Module, setting: dict, device: torch.device, repeats
 
     fns = {"forward": forward, "restore": restore}
     fns.update({method: prune(method) for method in METHODS})
+    return fns
+
+
+def compare(model: torch.nn.Module, setting: dict, device: torch.device, repeats: int) -> dict:
+    """Each method (after restoring the dense weights) and the forward pass, interleaved."""
+    ids = calibration_ids(setting["vocab_size"], setting["calibration"])
+    batch_size = setting["calibration"]["batch_size"]
+    dense = [module.weight for module in prunable_linears(model).values()]
+    fns = contenders(model, setting, device)
     times = interleaved_medians(fns, repeats)
-    restore()
+    fns["restore"]()
     forward_s = times["forward"]["median_s"]
     return {
         "device": str(device),

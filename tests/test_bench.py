@@ -57,6 +57,25 @@ def test_the_gemma_case_has_gemma_2_2b_s_published_size():
     assert sum(p.numel() for p in model.parameters()) == 2_614_341_888
 
 
+def test_the_llama_case_has_llama_3_2_1b_s_published_size():
+    """bench.paper_scale's Llama-3.2-1B dimensions give its published parameter count."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from bench.paper_scale import LLAMA_3_2_1B
+
+    with torch.device("meta"):
+        model = LlamaForCausalLM(LlamaConfig(**LLAMA_3_2_1B))
+    assert sum(p.numel() for p in model.parameters()) == 1_235_814_400
+
+
+def test_paper_scale_without_cuda_skips_the_full_size(monkeypatch):
+    from bench import paper_scale
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    record = paper_scale.run("full")
+    assert record["cases"][0]["skipped"] == "no CUDA device" and record["targets"] == []
+
+
 def test_runner_rejects_unknown_benchmark(capsys):
     with pytest.raises(SystemExit):
         main(["no-such-benchmark"])
