@@ -13,7 +13,7 @@
 #      then every other target of the preset in the time left.
 # The whole script stops within GPU_CHECK_BUDGET_S seconds (default 480): a section gets
 # its own limit or what is left, whichever is less. GPU_CHECK_DEVICE=cpu rehearses the
-# script on a machine without a GPU.
+# script on a machine without a GPU; GPU_CHECK_SECTIONS="a b" runs only those sections.
 # Wheels in .whl/ (for packages the machine lacks: snakemake, pyscipopt, the pinned
 # transformers) are installed first into a private folder, never into the system.
 # Every section's output goes to OUT/gpu_check.log; the last lines are a summary.
@@ -31,6 +31,7 @@ fi
 export PYTHONPATH="$site:$PWD/src:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1 TQDM_DISABLE=1
 
+export TIMEFORMAT="  %R s"
 deadline=$((SECONDS + ${GPU_CHECK_BUDGET_S:-480}))
 sections=()
 declare -A status
@@ -38,6 +39,9 @@ declare -A status
 section() {  # section NAME LIMIT_S COMMAND...: run it under a time limit, record its status
     local name=$1 limit=$2
     shift 2
+    if [[ -n ${GPU_CHECK_SECTIONS:-} && " $GPU_CHECK_SECTIONS " != *" $name "* ]]; then
+        return
+    fi
     local left=$((deadline - SECONDS))
     ((left < limit)) && limit=$left
     sections+=("$name")
@@ -60,6 +64,16 @@ print('python', sys.version.split()[0], 'cuda', torch.cuda.is_available())
 for module in (torch, transformers, snakemake, numpy, pandas, scipy, h5py, statsmodels):
     print(module.__name__, module.__version__)"
 
+# What every GPU job pays before its work: the imports and CUDA's start.
+startup() {
+    for code in "import torch" "import torch; torch.zeros(1, device='cuda')" \
+        "import torch, transformers, prunescope.pruning; torch.zeros(1, device='cuda')"; do
+        echo "$code"
+        time python3 -c "$code"
+    done
+}
+export -f startup
+section job_startup 60 bash -c startup
 section paper_scale 260 python3 -m bench --size full paper_scale --out "$out"
 
 workers=$(python3 -c "import xdist" 2>/dev/null && echo "-n $(($(nproc) / 2))")
@@ -73,6 +87,7 @@ section cuda_tests 90 python3 -m pytest -q -p no:cacheprovider $workers \
 
 section tiny_benchmarks 45 python3 -m bench --size tiny sae_step capture matching pruning \
     --out "$out/tiny"
+
 
 smoke=$(mktemp -d /tmp/gpu-check-smoke.XXXX)
 tar --exclude=./.whl --exclude=./results --exclude=./.git -cf - . | tar -xf - -C "$smoke"
