@@ -137,6 +137,20 @@ def check_pip(words: list[str]) -> None:
             assert extra[1] in extras, f"pyproject.toml has no [{extra[1]}] extra"
 
 
+def check_gpu_check(words: list[str], out: Path) -> None:
+    """The GPU check as written, limited to its sections that finish in seconds without a
+    GPU (the CUDA-only tests skip; the paper-scale benchmark records "skipped")."""
+    sections = "cuda_only_tests paper_scale"
+    env = {**ACTIVATED, "GPU_CHECK_SECTIONS": sections}
+    done = subprocess.run(
+        ["bash", *words, str(out)], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = (out / "gpu_check.log").read_text().split("== summary")[-1]
+    for name in sections.split():
+        assert re.search(rf"{name} +exit 0 after", summary), summary
+
+
 def needs_slurm_plugin(words: list[str]) -> bool:
     return "--profile" in words and "slurm" in words[words.index("--profile") + 1]
 
@@ -160,6 +174,8 @@ def test_readme_command_works_as_written(command, workflow_copy):
         check_python_module(words, workflow_copy)
     elif words[:2] == ["pip", "install"]:
         check_pip(words)
+    elif words[0] == "bench/gpu_check.sh":
+        check_gpu_check(words, workflow_copy / "gpu_check")
     else:
         pytest.fail(f"README command {command!r} is of a kind this test does not know")
 
