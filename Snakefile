@@ -40,6 +40,7 @@ include: "workflow/rules/quality.smk"
 include: "workflow/rules/decoder_survival.smk"
 include: "workflow/rules/activation_survival.smk"
 include: "workflow/rules/ablation.smk"
+include: "workflow/rules/browser.smk"
 include: "workflow/rules/report.smk"
 
 

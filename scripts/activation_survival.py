@@ -1,33 +1,33 @@
 """Activation-level survival: one fixed dictionary (the dense reference SAE, or an SAE
 trained elsewhere) on the dense and on one pruned condition's eval activations of the same
 tokens, feature by feature, beside the same comparison with a random perturbation as large
-as pruning's (the matched-noise control)."""
+as pruning's (the matched-noise control). Each feature's strongest activations on either
+side, and its activations on their contexts, are kept for the feature browser."""
 
-from prunescope.activations import aligned_eval_splits
+from prunescope.browser import save_top_activations
+from prunescope.browser.jobs import survival_with_top_activations
 from prunescope.io import write_csv
-from prunescope.models import pick_device
-from prunescope.pretrained import load_dictionary
 from prunescope.runlog import rule_logging
-from prunescope.survival import activation_survival
 
 with rule_logging(snakemake.log[0], snakemake.threads, gpus=snakemake.resources.gpu) as log:
     i, p = snakemake.input, snakemake.params
-    with aligned_eval_splits(i.dense, i.pruned, p.dense_capture, p.capture) as (
-        dense,
-        pruned,
-        names,
-    ):
-        sae = load_dictionary(i.sae, pick_device(p.device))
-        table = activation_survival(dense, pruned, sae, control_seed=p.noise_seed, sources=names)
-    write_csv(snakemake.output[0], table)
+    table, sides, contexts, record = survival_with_top_activations(
+        i.dense,
+        i.pruned,
+        i.sae,
+        dense_capture=p.dense_capture,
+        capture=p.capture,
+        control_seed=p.noise_seed,
+        device=p.device,
+        **p.browser,
+    )
+    write_csv(snakemake.output.table, table)
+    save_top_activations(snakemake.output.top, sides, record, contexts)
     alive = table["dense_rate"] > 0
     log.info(
-        "%d rows; %d alive dense features; median correlation %.3f",
+        "%d rows; %d alive dense features; median correlation %.3f, under matched noise %.3f",
         table.attrs["n_rows"],
         int(alive.sum()),
         float(table.loc[alive, "correlation"].median()),
-    )
-    log.info(
-        "median correlation under matched noise %.3f",
         float(table.loc[alive, "control_correlation"].median()),
     )

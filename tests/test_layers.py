@@ -21,9 +21,12 @@ LAYERS = [
         "feature_pruning.jobs",
         "feature_pruning.tables",
         "feature_pruning.figure",
+        "browser.jobs",
+        "browser.pages",
+        "browser.contexts",
     ],
     ["ablation", "survival", "match_files", "matching", "pretrained"],
-    ["sae", "pruning", "feature_pruning", "activations"],
+    ["sae", "pruning", "feature_pruning", "activations", "browser"],
     [
         "align.jobs",
         "align.pictures",

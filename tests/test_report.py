@@ -122,3 +122,30 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     text_area = pixels[30:350, 290:800]
     assert text_area.mean() > 0.7 and text_area.min() < 0.3
     assert pixels.std() > 0.1
+
+
+@pytest.mark.browser
+def test_feature_pages_render_cards_contexts_and_shading(smoke_run, tmp_path):
+    """The smoke run's feature page in headless Chromium: what the DOM holds after the page's
+    script ran, and a screenshot (its path is printed) of what a reader sees."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: .ci/run installs Debian's chromium package")
+        pytest.skip("chromium is not installed")
+    page = (smoke_run / "results/browser/tiny/L1.html").as_uri()
+    dom = run_chromium(chromium, tmp_path / "profile", "--dump-dom", page).stdout
+    cards = re.findall(r'<div class="card (survived|destroyed)" data-feature="(\d+)"', dom)
+    assert {status for status, _ in cards} == {"survived", "destroyed"}
+    assert dom.count('class="context"') >= len(cards) // 2
+    shades = [float(a) for a in re.findall(r"rgba\(214,96,33,([0-9.]+)\)", dom)]
+    assert max(shades) == 1.0 and 0 < sum(0 < a < 1 for a in shades)
+    assert dom.count('class="tok peak"') == 2 * dom.count('class="context"')
+    assert 'id="feature-search"' in dom
+
+    screenshot = tmp_path / "feature_page.png"
+    run_chromium(chromium, tmp_path / "profile", f"--screenshot={screenshot}", page)
+    print(f"feature page screenshot: {screenshot}")
+    pixels = matplotlib.image.imread(screenshot)[..., :3]
+    orange = (pixels[..., 0] > 0.7) & (pixels[..., 1] < 0.6) & (pixels[..., 2] < 0.4)
+    assert orange.sum() > 100  # shaded tokens are on the screen

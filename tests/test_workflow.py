@@ -182,6 +182,16 @@ def test_smoke_run_produces_every_data_artifact(smoke_run):
         for site in ("attn_in", "mlp_in"):
             with h5py.File(results / f"feature_basis/tiny/L{block}.{site}/activations.h5") as f:
                 assert f.attrs["site"] == site and f.attrs["layer"] == block
+    for cond in sorted(SMOKE_CONDITIONS - {"dense"}):
+        for top in (f"tiny/L1/{cond}.h5", f"tiny/L1/pretrained/{cond}.h5"):
+            with h5py.File(results / "top_activations" / top) as f:
+                assert set(f["top"]) == {"dense", "pruned"} and set(f["contexts"]) == {
+                    "rows",
+                    "dense",
+                    "pruned",
+                }
+    page = (results / "browser/tiny/L1.html").read_text()
+    assert page.count('class="card ') > 0 and all(c in page for c in SMOKE_CONDITIONS - {"dense"})
 
 
 @pytest.mark.slow
@@ -253,6 +263,20 @@ def test_editing_an_analysis_setting_reruns_only_that_analysis(smoke_run):
         "record_config",
         "all",
     }
+
+
+@pytest.mark.slow
+def test_editing_the_feature_sample_rebuilds_only_the_feature_pages(smoke_run):
+    jobs = _edited(smoke_run, lambda c: c.setdefault("browser", {}).update(per_quintile=1))
+    assert set(jobs) == {"feature_pages", "record_config", "all"}
+
+
+@pytest.mark.slow
+def test_keeping_more_top_activations_reruns_the_survival_pass_not_the_caches(smoke_run):
+    jobs = _edited(smoke_run, lambda c: c.setdefault("browser", {}).update(top_n=10))
+    assert jobs["activation_survival"] == 4 and jobs["pretrained_activation_survival"] == 4
+    assert jobs["feature_pages"] == 1
+    assert not UPSTREAM_OF_SAES & set(jobs) and "train_sae" not in jobs
 
 
 ALIGN_UPSTREAM = {"make_align_dataset", "train_align_net", "estimate_align_hessian"}

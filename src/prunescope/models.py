@@ -127,6 +127,11 @@ def _require_known_architecture(folder: Path, key: str | None) -> None:
         )
 
 
+def load_tokenizer(folder: str | Path, key: str | None = None):
+    """The tokenizer of a model folder, refused as ``load_causal_lm`` refuses it."""
+    return _load_tokenizer(Path(folder), key)
+
+
 def _load_tokenizer(folder: Path, key: str | None):
     from transformers import AutoTokenizer
 

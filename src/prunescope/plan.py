@@ -25,6 +25,7 @@ from prunescope.paths import (
     ABLATION,
     DISTORTION,
     FEATURE_BASIS,
+    FEATURE_PAGES,
     FIGURE,
     PERPLEXITY,
     PRETRAINED_SURVIVAL,
@@ -34,6 +35,7 @@ from prunescope.paths import (
     SAELENS,
     SURVIVAL,
     TABLE,
+    TOP_ACTIVATIONS,
     TRANSFER,
     fill,
     match_path,
@@ -79,6 +81,17 @@ def data_stage_targets(config: dict) -> list[str]:
 
 
 # --- analyses (RQ1-RQ5) ---------------------------------------------------------------------
+
+
+def top_activation_settings(config: dict) -> dict:
+    """What the activation-level survival keeps for the feature browser (``browser``)."""
+    browser = config["browser"]
+    return {
+        "top_n": browser["top_n"],
+        "n_contexts": browser["contexts"],
+        "before": browser["before"],
+        "after": browser["after"],
+    }
 
 
 def independent_seed(config: dict) -> int:
@@ -204,7 +217,32 @@ def analysis_targets(config: dict) -> list[str]:
         extra += FEATURE_TABLES
         figures += FEATURE_FIGURES
     tables = [fill(TABLE, name=t) for t in (*TABLES, *extra)]
-    return tables + [fill(FIGURE, name=f) for f in figures]
+    return tables + [fill(FIGURE, name=f) for f in figures] + feature_page_targets(config)
+
+
+# --- the feature browser ------------------------------------------------------------------------
+
+
+def feature_page_targets(config: dict) -> list[str]:
+    """One feature browser page per model and cached layer."""
+    return [fill(FEATURE_PAGES, model=m, layer=layer) for m, layer in model_layers(config)]
+
+
+def feature_page_files(config: dict, model: str, layer: int | str) -> dict[str, dict[str, str]]:
+    """Per pruned condition, the files its section of the feature page reads: its survival
+    table, its top activations, and the dense reference SAE's matches with the condition's
+    SAE of the same seed (``paired``) and of the first other seed (``cross``)."""
+    ref, other = config["analysis"]["reference_seed"], independent_seed(config)
+    where = {"model": model, "layer": layer}
+    return {
+        cond: {
+            "survival": fill(SURVIVAL, cond=cond, **where),
+            "top": fill(TOP_ACTIVATIONS, cond=cond, **where),
+            "paired": match_path(model, layer, "dense", ref, cond, ref),
+            "cross": match_path(model, layer, "dense", ref, cond, other),
+        }
+        for cond in pruned_conditions(config, model)
+    }
 
 
 # --- feature-aware pruning (pruning.feature) --------------------------------------------------

@@ -10,7 +10,8 @@ rule activation_survival:
         dense=fill(paths.ACTIVATIONS, cond="dense"),
         pruned=paths.ACTIVATIONS,
     output:
-        paths.SURVIVAL,
+        table=paths.SURVIVAL,
+        top=paths.TOP_ACTIVATIONS,
     log:
         "results/logs/activation_survival/{model}/L{layer}/{cond}.log",
     benchmark:
@@ -25,6 +26,7 @@ rule activation_survival:
         capture=capture_settings,
         dense_capture=dense_capture_settings,
         noise_seed=config["analysis"]["noise_seed"],
+        browser=top_activation_settings(config),
         device=config["device"],
     script:
         "../../scripts/activation_survival.py"
@@ -36,7 +38,8 @@ rule pretrained_activation_survival:
         dense=fill(paths.ACTIVATIONS, cond="dense"),
         pruned=paths.ACTIVATIONS,
     output:
-        paths.PRETRAINED_SURVIVAL,
+        table=paths.PRETRAINED_SURVIVAL,
+        top=paths.PRETRAINED_TOP_ACTIVATIONS,
     log:
         "results/logs/pretrained_activation_survival/{model}/L{layer}/{cond}.log",
     benchmark:
@@ -51,6 +54,7 @@ rule pretrained_activation_survival:
         capture=capture_settings,
         dense_capture=dense_capture_settings,
         noise_seed=config["analysis"]["noise_seed"],
+        browser=top_activation_settings(config),
         device=config["device"],
     script:
         "../../scripts/activation_survival.py"

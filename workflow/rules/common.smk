@@ -55,6 +55,8 @@ from prunescope.plan import (
     saelens_export_settings,
     saelens_exports,
     survival_inputs_by_sae,
+    feature_page_files,
+    top_activation_settings,
     trained_sae_label,
 )
 from prunescope.align.plan import align_targets, check_align
@@ -221,3 +223,20 @@ def ablated_sae(filename):
 def ablated_model(wildcards):
     cond = checkpoint_read(dict(wildcards.items()))
     return fill(paths.MODEL, model=wildcards.model, cond=cond)
+
+
+# --- the feature browser ----------------------------------------------------------------------
+
+
+def feature_page_conditions(wildcards):
+    """Per pruned condition, the files its section of the feature page reads."""
+    return feature_page_files(config, wildcards.model, wildcards.layer)
+
+
+def feature_page_inputs(wildcards):
+    """The same files as named inputs (``{condition}_{kind}``), so each one is a dependency."""
+    return {
+        f"{cond}_{kind}": path
+        for cond, files in feature_page_conditions(wildcards).items()
+        for kind, path in files.items()
+    }

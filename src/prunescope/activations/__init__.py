@@ -28,7 +28,7 @@ from prunescope.activations.cache import (
     setting_changes,
     settings_record,
 )
-from prunescope.activations.capture import DEFAULT_CHUNK_ROWS, capture_activations
+from prunescope.activations.capture import DEFAULT_CHUNK_ROWS, capture_activations, tokens_digest
 from prunescope.activations.rows import (
     ChunkWriter,
     RunningMoments,
@@ -48,6 +48,7 @@ __all__ = [
     "aligned_eval_splits",
     "all_finite",
     "capture_activations",
+    "tokens_digest",
     "check_all_token_aligned",
     "check_capture_settings",
     "check_token_aligned",

@@ -199,6 +199,11 @@ def _check_arguments(
     return context, chunk_rows
 
 
+def tokens_digest(windows: torch.Tensor, skip_positions: int) -> str:
+    """The SHA-256 ``TOKENS_DIGEST_ATTR`` records for a split of these token windows."""
+    return hashlib.sha256(_row_token_bytes(windows, skip_positions)).hexdigest()
+
+
 def _row_token_bytes(ids: torch.Tensor, skip_positions: int) -> np.ndarray:
     """The token ids of a batch of windows whose rows are stored, in row order, as int64
     little-endian: the bytes ``TOKENS_DIGEST_ATTR`` hashes."""

@@ -24,6 +24,7 @@ from prunescope.survival.activation import (
     matched_noise,
     perturbation_profile,
     survival_fractions,
+    top_activations_of,
 )
 from prunescope.survival.encoders import (
     LatentEncoder,
@@ -76,6 +77,7 @@ __all__ = [
     "ReverseMatch",
     "TopKLatents",
     "activation_survival",
+    "top_activations_of",
     "add_cross_products",
     "as_latent_encoder",
     "best_dense_partners",

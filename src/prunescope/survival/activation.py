@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from prunescope.browser.top import TopActivations
 from prunescope.matching import check_taus
 from prunescope.settings import PAPER_TAUS
 from prunescope.survival.encoders import as_latent_encoder, encode_rows
@@ -31,6 +32,7 @@ def activation_survival(
     control_seed: int | None = None,
     batch_rows: int | None = None,
     sources: tuple[str, str] = ("dense activations", "pruned activations"),
+    tops: tuple[TopActivations, TopActivations] | None = None,
 ) -> pd.DataFrame:
     """Per-feature survival of ``sae``'s features from dense to pruned activations.
 
@@ -43,6 +45,9 @@ def activation_survival(
     statistics between the dense activations and the dense activations plus random noise
     as large as pruning's change (``matched_noise``), the survival any perturbation of that
     size would leave. This reads the rows twice, so it needs array-like sources.
+
+    ``tops`` (see ``top_activations_of``), fed with the dense and the pruned latents of
+    every chunk, keep each feature's strongest activations on either side as they pass.
     """
     encoder = as_latent_encoder(sae)
     check_same_rows(dense_rows, pruned_rows, sources)
@@ -57,6 +62,9 @@ def activation_survival(
         a = encode_rows(encoder, dense, start, sources[0])
         b = encode_rows(encoder, pruned, start, sources[1])
         part = paired_moments(a, b)
+        if tops is not None:
+            tops[0].add(a, start)
+            tops[1].add(b, start)
         total = part if total is None else merge_paired(total, part)
         if profile is not None:
             noisy = matched_noise(dense, pruned, profile, generator)
@@ -67,6 +75,12 @@ def activation_survival(
         table["control_rate"] = firing_rate(control.b).cpu().numpy()
         table["control_correlation"] = pearson(control).cpu().numpy()
     return table
+
+
+def top_activations_of(sae, n_top: int) -> tuple[TopActivations, TopActivations]:
+    """Empty (dense, pruned) accumulators of ``n_top`` activations for ``sae``'s features."""
+    d_sae = as_latent_encoder(sae).d_sae
+    return TopActivations(d_sae, n_top), TopActivations(d_sae, n_top)
 
 
 # --- the control: a random perturbation as large as pruning's ---

@@ -1,0 +1,270 @@
+"""What the browser's rules run: the activation-level survival with each feature's
+strongest activations and their contexts kept, and the feature pages."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from prunescope.activations import (
+    TOKENS_DIGEST_ATTR,
+    aligned_eval_splits,
+    read_cache_info,
+    tokens_digest,
+)
+from prunescope.browser.contexts import feature_contexts
+from prunescope.browser.pages import feature_page
+from prunescope.browser.top import load_top_activations
+from prunescope.corpus import windows_from_jsonl
+from prunescope.errors import UserInputError
+from prunescope.match_files import load_matches
+from prunescope.models import load_tokenizer, pick_device
+from prunescope.pretrained import load_dictionary
+from prunescope.stats import firing_rate_quintiles
+from prunescope.survival import activation_survival, top_activations_of
+
+
+def survival_with_top_activations(
+    dense_path: str,
+    pruned_path: str,
+    sae_path: str,
+    *,
+    dense_capture: dict,
+    capture: dict,
+    control_seed: int,
+    top_n: int,
+    n_contexts: int,
+    before: int,
+    after: int,
+    device: str = "auto",
+):
+    """``(survival table, top activations by side, contexts, attrs)`` of one SAE on a dense
+    and a pruned cache of the same tokens: ``activation_survival`` keeping each feature's
+    ``top_n`` strongest activations on either side, then one more pass for the feature's
+    activations on the context of its first ``n_contexts`` dense top rows."""
+    attrs = read_cache_info(dense_path)["attrs"]
+    digest = TOKENS_DIGEST_ATTR.format(split="eval")
+    rows_per_window = int(attrs["context"]) - int(attrs["skip_positions"])
+    with aligned_eval_splits(dense_path, pruned_path, dense_capture, capture) as (
+        dense,
+        pruned,
+        names,
+    ):
+        sae = load_dictionary(sae_path, pick_device(device))
+        tops = top_activations_of(sae, top_n)
+        table = activation_survival(
+            dense, pruned, sae, control_seed=control_seed, sources=names, tops=tops
+        )
+        sides = {"dense": tops[0].result(), "pruned": tops[1].result()}
+        contexts = feature_contexts(
+            dense,
+            pruned,
+            sae,
+            sides["dense"],
+            n_contexts=n_contexts,
+            before=before,
+            after=after,
+            rows_per_window=rows_per_window,
+            sources=names,
+        )
+    record = {
+        "sae": str(sae_path),
+        "dense_cache": str(dense_path),
+        "pruned_cache": str(pruned_path),
+        "context": int(attrs["context"]),
+        "skip_positions": int(attrs["skip_positions"]),
+        "before": before,
+        "after": after,
+        digest: attrs[digest],
+    }
+    return table, sides, contexts, record
+
+
+# --- the feature pages ---
+
+
+def sample_features(table: pd.DataFrame, tau: float, per_quintile: int, seed: int) -> pd.DataFrame:
+    """Up to ``per_quintile`` survived and as many destroyed features from each firing-rate
+    quintile of the alive dense features (a feature survives when its activation
+    correlation reaches ``tau``), drawn with ``seed``: columns feature, quintile, status."""
+    quintile = firing_rate_quintiles(table["dense_rate"].to_numpy())
+    survived = (table["correlation"].fillna(-np.inf) >= tau).to_numpy()
+    rng = np.random.default_rng(seed)
+    picked = []
+    for q in range(1, 6):
+        for status, mask in (("survived", survived), ("destroyed", ~survived)):
+            candidates = table["feature"].to_numpy()[(quintile == q) & mask]
+            chosen = rng.choice(candidates, min(per_quintile, len(candidates)), replace=False)
+            picked += [(int(f), q, status) for f in sorted(chosen)]
+    return pd.DataFrame(picked, columns=["feature", "quintile", "status"])
+
+
+def check_tokens(windows: torch.Tensor, skip_positions: int, digest: str, source: str) -> None:
+    """Refuse rebuilt eval windows that are not the tokens behind the cache's rows."""
+    if tokens_digest(windows, skip_positions) != digest:
+        raise UserInputError(
+            f"the eval tokens rebuilt from {source} are not those behind the activations the "
+            "top activations were read from (their SHA-256 differ): the corpus or tokenizer "
+            "changed since; rerun the workflow so both are rebuilt"
+        )
+
+
+def card_contexts(
+    feature: int, contexts: dict, token_text, rows_per_window: int, skip: int, before: int
+) -> list[dict]:
+    """Each context of ``feature`` with a non-empty row range: tokens, dense and pruned
+    activations (None outside the window), and the index of its strongest token."""
+    shown = []
+    for c in range(contexts["rows"].shape[1]):
+        rows = contexts["rows"][feature, c]
+        if rows[before] < 0:
+            continue
+        shown.append(
+            {
+                "tokens": [
+                    token_text(r // rows_per_window, r % rows_per_window + skip) if r >= 0 else ""
+                    for r in rows
+                ],
+                "dense": [
+                    None if r < 0 else float(v)
+                    for r, v in zip(rows, contexts["dense"][feature, c], strict=True)
+                ],
+                "pruned": [
+                    None if r < 0 else float(v)
+                    for r, v in zip(rows, contexts["pruned"][feature, c], strict=True)
+                ],
+                "peak": before,
+            }
+        )
+    return shown
+
+
+def condition_cards(
+    condition: str,
+    table: pd.DataFrame,
+    top_file: str,
+    partners: dict[str, np.ndarray],
+    token_text,
+    *,
+    tau: float,
+    per_quintile: int,
+    seed: int,
+) -> dict:
+    """One condition's section of the page: its summary sentence and its sampled cards."""
+    sides, contexts, attrs = load_top_activations(top_file)
+    rows_per_window = int(attrs["context"]) - int(attrs["skip_positions"])
+    table = table.set_index("feature", drop=False)
+    cards = []
+    for pick in sample_features(table.reset_index(drop=True), tau, per_quintile, seed).itertuples():
+        row = table.loc[pick.feature]
+        cards.append(
+            {
+                "condition": condition,
+                "feature": pick.feature,
+                "quintile": pick.quintile,
+                "status": pick.status,
+                **{key: float(row[key]) for key in SURVIVAL_NUMBERS},
+                **{key: float(cos[pick.feature]) for key, cos in partners.items()},
+                "scale": float(np.nan_to_num(sides["dense"].values[pick.feature, 0])),
+                "hist_dense": sides["dense"].counts[pick.feature].tolist(),
+                "hist_pruned": sides["pruned"].counts[pick.feature].tolist(),
+                "contexts": card_contexts(
+                    pick.feature,
+                    contexts,
+                    token_text,
+                    rows_per_window,
+                    int(attrs["skip_positions"]),
+                    int(attrs["before"]),
+                ),
+            }
+        )
+    return {
+        "condition": condition,
+        "summary": section_summary(table, tau, per_quintile, seed),
+        "cards": cards,
+    }
+
+
+SURVIVAL_NUMBERS = ("dense_rate", "pruned_rate", "correlation", "control_correlation")
+
+
+def section_summary(table: pd.DataFrame, tau: float, per_quintile: int, seed: int) -> str:
+    """One sentence of what the section's numbers say, computed from its survival table."""
+    alive = table["dense_rate"] > 0
+    n_alive = int(alive.sum())
+    if not n_alive:
+        return "No dense feature fires on the eval tokens."
+    survived = float((table.loc[alive, "correlation"].fillna(-np.inf) >= tau).mean())
+    control = float((table.loc[alive, "control_correlation"].fillna(-np.inf) >= tau).mean())
+    return (
+        f"{n_alive} dense features fire on the eval tokens; {survived:.0%} survive pruning "
+        f"(activation correlation ≥ {tau:g}), {control:.0%} survive the matched-noise control. "
+        f"Shown: up to {per_quintile} survived and {per_quintile} destroyed features from each "
+        f"firing-rate quintile, drawn with seed {seed}."
+    )
+
+
+PAGE_INTRO = (
+    "Each card is one feature of the dense reference SAE. Its strongest contexts on the "
+    "eval tokens are shown twice: shaded by the feature's activation on the dense model's "
+    "activations, then on the pruned model's activations of the same tokens, on one scale "
+    "(the feature's strongest dense activation; the outlined token is that one). Numbers: "
+    "firing rate dense → pruned; the correlation of the feature's activations across the "
+    "two models, and the same under a random perturbation as large as pruning's; the "
+    "cosine of its decoder row with its best partner in the pruned SAE of the same "
+    "initialisation (paired-init) and of another seed (cross-seed). The histogram shows "
+    "its activations on log-spaced bins (dense grey, pruned orange)."
+)
+
+
+def feature_pages(
+    model: str,
+    layer: int,
+    model_folder: str,
+    eval_split: str,
+    capture: dict,
+    conditions: dict[str, dict[str, str]],
+    *,
+    tau: float,
+    per_quintile: int,
+    seed: int,
+) -> str:
+    """The feature browser page of one model and layer. ``conditions`` maps each pruned
+    condition to its files: ``survival`` (CSV), ``top`` (top activations), ``paired`` and
+    ``cross`` (the dense reference SAE's matches with that condition's SAEs)."""
+    tokenizer = load_tokenizer(model_folder)
+    settings = capture["activations"]
+    windows = windows_from_jsonl(
+        tokenizer, eval_split, settings["context"], settings["eval_tokens"]
+    )
+    decoded: dict[int, str] = {}
+
+    def token_text(window: int, position: int) -> str:
+        token = int(windows[window, position])
+        if token not in decoded:
+            decoded[token] = tokenizer.decode([token])
+        return decoded[token]
+
+    sections = []
+    for condition, files in conditions.items():
+        _, _, attrs = load_top_activations(files["top"])
+        digest = attrs[TOKENS_DIGEST_ATTR.format(split="eval")]
+        check_tokens(windows, int(attrs["skip_positions"]), digest, eval_split)
+        partners = {
+            f"{name}_cos": load_matches(files[name]).a_best_cos for name in ("paired", "cross")
+        }
+        table = pd.read_csv(files["survival"])
+        sections.append(
+            condition_cards(
+                condition,
+                table,
+                files["top"],
+                partners,
+                token_text,
+                tau=tau,
+                per_quintile=per_quintile,
+                seed=seed,
+            )
+        )
+    return feature_page(f"Feature browser: {model}, layer {layer}", PAGE_INTRO, sections)
