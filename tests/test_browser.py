@@ -243,3 +243,122 @@ def test_rebuilt_tokens_that_differ_from_the_cache_are_refused():
     check_tokens(windows, 1, tokens_digest(windows, 1), "eval.jsonl")
     with pytest.raises(UserInputError, match="eval tokens rebuilt from eval.jsonl"):
         check_tokens(windows + 1, 1, tokens_digest(windows, 1), "eval.jsonl")
+
+
+# --- the findings page ---
+
+
+def run_tables():
+    """Tables of a run with two pruned conditions of one model and layer."""
+    import pandas as pd
+
+    conds = ["magnitude-0.5", "wanda-0.5"]
+    perplexity = pd.DataFrame(
+        {"model": "m", "condition": ["dense", *conds], "perplexity": [10.0, 30.0, 12.0]}
+    )
+    decoder = pd.DataFrame(
+        [
+            {
+                "model": "m",
+                "layer": 3,
+                "condition": c,
+                "definition": d,
+                "tau": tau,
+                "mnn_mean": value,
+                "seed_floor_mnn": 0.2,
+            }
+            for c, paired, cross in ((conds[0], 0.9, 0.3), (conds[1], 0.8, 0.5))
+            for d, value in (("paired_init", paired), ("cross_seed", cross))
+            for tau in (0.5, 0.7)
+        ]
+    )
+    activation = pd.DataFrame(
+        [
+            {
+                "model": "m",
+                "layer": 3,
+                "sae": "trained here",
+                "condition": c,
+                "definition": d,
+                "tau": 0.7,
+                "survival": value,
+            }
+            for c, act, noise in ((conds[0], 0.4, 0.6), (conds[1], 0.9, 0.7))
+            for d, value in (("activation", act), ("matched_noise", noise))
+        ]
+    )
+    transfer = pd.DataFrame(
+        {
+            "model": "m",
+            "layer": 3,
+            "sae": "trained here",
+            "sae_kind": "trained",
+            "condition": ["dense", *conds],
+            "fvu": [0.1, 0.4, 0.2],
+        }
+    )
+    ablation = pd.DataFrame(
+        {
+            "model": ["m"],
+            "layer": [3],
+            "side": ["dense"],
+            "condition": ["wanda-0.5"],
+            "robust_kl": [0.02],
+            "fragile_kl": [0.005],
+        }
+    )
+    return perplexity, decoder, activation, transfer, ablation
+
+
+def test_the_findings_table_puts_every_measure_beside_its_control():
+    from prunescope.browser.findings import findings_table
+
+    table = findings_table(
+        *run_tables(), tau=0.7, correlation_tau=0.7, reference_sae="trained here"
+    ).set_index("condition")
+    assert table.loc["magnitude-0.5", "perplexity_ratio"] == pytest.approx(3.0)
+    assert table.loc["wanda-0.5", ["paired_init", "cross_seed", "seed_floor"]].tolist() == [
+        0.8,
+        0.5,
+        0.2,
+    ]
+    assert table.loc["magnitude-0.5", ["activation", "matched_noise"]].tolist() == [0.4, 0.6]
+    assert table.loc["wanda-0.5", "fvu"] == pytest.approx(0.2)
+    assert table.loc["wanda-0.5", "robust_kl"] == pytest.approx(0.02)
+    assert np.isnan(table.loc["magnitude-0.5", "robust_kl"])
+
+
+def test_the_findings_say_what_the_numbers_show_and_nothing_else():
+    from prunescope.browser.findings import findings_html, findings_sentences, findings_table
+
+    table = findings_table(
+        *run_tables(), tau=0.7, correlation_tau=0.7, reference_sae="trained here"
+    )
+    said = findings_sentences(table, tau=0.7, correlation_tau=0.7)
+    text = " ".join(said)
+    assert "lowest under wanda-0.5 (1.2×) and highest under magnitude-0.5 (3×)" in text
+    assert "paired-init exceeds cross-seed in 2 of 2 conditions (median +45%)" in text
+    assert "fewer features than that noise under magnitude-0.5." in text
+    assert "ablating the robust features shifts the next-token distribution by KL 0.02" in text
+    assert "rank correlation" not in text  # two conditions are too few to rank
+    page = findings_html(table, {("m", 3): said})
+    assert page.count("<tr>") == 3 and "under matched noise" in page
+
+
+def test_missing_measures_leave_their_sentences_out():
+    from prunescope.browser.findings import findings_sentences, findings_table
+
+    perplexity, decoder, activation, transfer, ablation = run_tables()
+    table = findings_table(
+        perplexity,
+        decoder,
+        activation.iloc[0:0],
+        transfer,
+        ablation.iloc[0:0],
+        tau=0.7,
+        correlation_tau=0.7,
+        reference_sae="trained here",
+    )
+    text = " ".join(findings_sentences(table, tau=0.7, correlation_tau=0.7))
+    assert "Activation survival" not in text and "ablating" not in text
+    assert "Decoder survival" in text

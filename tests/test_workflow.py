@@ -190,6 +190,7 @@ def test_smoke_run_produces_every_data_artifact(smoke_run):
                     "dense",
                     "pruned",
                 }
+    assert "<li>" in (results / "findings.html").read_text()
     page = (results / "browser/tiny/L1.html").read_text()
     assert page.count('class="card ') > 0 and all(c in page for c in SMOKE_CONDITIONS - {"dense"})
 
@@ -260,6 +261,7 @@ def test_editing_an_analysis_setting_reruns_only_that_analysis(smoke_run):
         "quintile_survival",
         "activation_survival_table",
         "feature_pruning_table",  # reads the activation survival tables
+        "findings",  # reads them too
         "record_config",
         "all",
     }

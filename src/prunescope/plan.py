@@ -27,6 +27,7 @@ from prunescope.paths import (
     FEATURE_BASIS,
     FEATURE_PAGES,
     FIGURE,
+    FINDINGS,
     PERPLEXITY,
     PRETRAINED_SURVIVAL,
     PRETRAINED_TRANSFER,
@@ -223,9 +224,17 @@ def analysis_targets(config: dict) -> list[str]:
 # --- the feature browser ------------------------------------------------------------------------
 
 
+FINDINGS_TABLES = {
+    name: fill(TABLE, name=name)
+    for name in ("table1", "survival", "activation_survival", "table2", "table4")
+}
+"""The tables the findings page reads, by name."""
+
+
 def feature_page_targets(config: dict) -> list[str]:
-    """One feature browser page per model and cached layer."""
-    return [fill(FEATURE_PAGES, model=m, layer=layer) for m, layer in model_layers(config)]
+    """The findings page, and one feature browser page per model and cached layer."""
+    pages = [fill(FEATURE_PAGES, model=m, layer=layer) for m, layer in model_layers(config)]
+    return [FINDINGS, *pages]
 
 
 def feature_page_files(config: dict, model: str, layer: int | str) -> dict[str, dict[str, str]]:

@@ -27,3 +27,24 @@ rule feature_pages:
         seed=config["browser"]["seed"],
     script:
         "../../scripts/feature_pages.py"
+
+
+rule findings:
+    input:
+        **FINDINGS_TABLES,
+    output:
+        report(
+            paths.FINDINGS,
+            caption="../report/findings.rst",
+            category="Findings",
+        ),
+    log:
+        "results/logs/findings.log",
+    conda:
+        "../../envs/prunescope.yaml"
+    params:
+        tau=config["analysis"]["primary_tau"],
+        correlation_tau=config["analysis"]["primary_correlation_tau"],
+        reference_sae=TRAINED_SAE,
+    script:
+        "../../scripts/findings.py"

@@ -56,6 +56,7 @@ from prunescope.plan import (
     saelens_exports,
     survival_inputs_by_sae,
     feature_page_files,
+    FINDINGS_TABLES,
     top_activation_settings,
     trained_sae_label,
 )

@@ -14,6 +14,7 @@ from prunescope.activations import (
     tokens_digest,
 )
 from prunescope.browser.contexts import feature_contexts
+from prunescope.browser.findings import findings_html, findings_sentences, findings_table
 from prunescope.browser.pages import feature_page
 from prunescope.browser.top import load_top_activations
 from prunescope.corpus import windows_from_jsonl
@@ -268,3 +269,27 @@ def feature_pages(
             )
         )
     return feature_page(f"Feature browser: {model}, layer {layer}", PAGE_INTRO, sections)
+
+
+def findings_page(
+    tables: dict[str, str], *, tau: float, correlation_tau: float, reference_sae: str
+) -> str:
+    """The findings page from the run's tables (``table1``, ``survival``,
+    ``activation_survival``, ``table2``, ``table4``: paths); ``reference_sae`` is the dense
+    reference SAE's label in them."""
+    frames = {name: pd.read_csv(path) for name, path in tables.items()}
+    table = findings_table(
+        frames["table1"],
+        frames["survival"],
+        frames["activation_survival"],
+        frames["table2"],
+        frames["table4"],
+        tau=tau,
+        correlation_tau=correlation_tau,
+        reference_sae=reference_sae,
+    )
+    sentences = {
+        key: findings_sentences(rows, tau=tau, correlation_tau=correlation_tau)
+        for key, rows in table.groupby(["model", "layer"], sort=False)
+    }
+    return findings_html(table, sentences)

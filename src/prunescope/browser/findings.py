@@ -1,0 +1,222 @@
+"""The findings page: per model, one row per condition with every measure the run made,
+and the sentences those numbers support, each computed from the tables (nothing typed in).
+
+Every survival number stands beside its control: decoder survival of SAEs that share an
+initialisation (paired-init) beside that of SAEs that do not (cross-seed) and the dense
+seed floor, and activation survival beside the matched-noise control.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+COLUMNS = {
+    "condition": "condition",
+    "perplexity": "perplexity",
+    "perplexity_ratio": "× dense perplexity",
+    "paired_init": "decoder survival, paired-init",
+    "cross_seed": "decoder survival, cross-seed",
+    "seed_floor": "dense seed floor",
+    "activation": "activation survival",
+    "matched_noise": "under matched noise",
+    "fvu": "transfer FVU",
+    "robust_kl": "ablation KL, robust",
+    "fragile_kl": "ablation KL, fragile",
+}
+
+
+def findings_table(
+    perplexity: pd.DataFrame,
+    decoder: pd.DataFrame,
+    activation: pd.DataFrame,
+    transfer: pd.DataFrame,
+    ablation: pd.DataFrame,
+    *,
+    tau: float,
+    correlation_tau: float,
+    reference_sae: str,
+) -> pd.DataFrame:
+    """One row per (model, layer, condition): perplexity and its ratio to dense; mutual-
+    nearest-neighbour decoder survival at ``tau`` (paired-init, cross-seed, the dense seed
+    floor); activation survival of the dense reference SAE (``reference_sae``, its label in
+    the tables) at ``correlation_tau`` and under matched noise; the transfer FVU of that
+    SAE; RQ5's ablation KL where measured."""
+    ppl = perplexity.set_index(["model", "condition"])["perplexity"]
+    dense_ppl = perplexity[perplexity["condition"] == "dense"].set_index("model")["perplexity"]
+    at_tau = decoder[np.isclose(decoder["tau"], tau)]
+    mnn = at_tau.pivot_table(
+        index=["model", "layer", "condition"], columns="definition", values="mnn_mean"
+    )
+    floor = at_tau.groupby(["model", "layer", "condition"])["seed_floor_mnn"].first()
+    # the dense reference SAE trained here is listed first, before any pretrained SAE
+    trained = (
+        activation[activation["sae"] == activation["sae"].iloc[0]]
+        if len(activation)
+        else activation
+    )
+    kept = trained[np.isclose(trained["tau"], correlation_tau)].pivot_table(
+        index=["model", "layer", "condition"], columns="definition", values="survival"
+    )
+    rows = []
+    for (model, layer, cond), row in mnn.iterrows():
+        key = (model, layer, cond)
+        rows.append(
+            {
+                "model": model,
+                "layer": int(layer),
+                "condition": cond,
+                "perplexity": ppl.get((model, cond), math.nan),
+                "perplexity_ratio": ppl.get((model, cond), math.nan)
+                / dense_ppl.get(model, math.nan),
+                "paired_init": row.get("paired_init", math.nan),
+                "cross_seed": row.get("cross_seed", math.nan),
+                "seed_floor": floor.get(key, math.nan),
+                "activation": _at(kept, key, "activation"),
+                "matched_noise": _at(kept, key, "matched_noise"),
+                "fvu": _transfer_fvu(transfer[transfer["sae"] == reference_sae], layer, cond),
+                **_ablation_kl(ablation, model, layer, cond),
+            }
+        )
+    return pd.DataFrame(rows, columns=["model", "layer", *COLUMNS])
+
+
+def _at(frame: pd.DataFrame, key: tuple, column: str) -> float:
+    if key not in frame.index or column not in frame.columns:
+        return math.nan
+    return float(frame.loc[key, column])
+
+
+def _transfer_fvu(transfer: pd.DataFrame, layer: int, cond: str) -> float:
+    rows = transfer[(transfer["layer"] == layer) & (transfer["condition"] == cond)]
+    return float(rows["fvu"].iloc[0]) if len(rows) else math.nan
+
+
+def _ablation_kl(ablation: pd.DataFrame, model: str, layer: int, cond: str) -> dict:
+    rows = ablation[
+        (ablation["model"] == model)
+        & (ablation["layer"] == layer)
+        & (ablation["condition"] == cond)
+        & (ablation["side"] == "dense")
+    ]
+    if rows.empty:
+        return {"robust_kl": math.nan, "fragile_kl": math.nan}
+    return {
+        "robust_kl": float(rows["robust_kl"].iloc[0]),
+        "fragile_kl": float(rows["fragile_kl"].iloc[0]),
+    }
+
+
+def findings_sentences(table: pd.DataFrame, *, tau: float, correlation_tau: float) -> list[str]:
+    """What one model-layer's rows support, each sentence only where its numbers exist."""
+    said = []
+    if table["perplexity_ratio"].notna().any():
+        worst = table.loc[table["perplexity_ratio"].idxmax()]
+        best = table.loc[table["perplexity_ratio"].idxmin()]
+        said.append(
+            f"Relative to the dense model, perplexity is lowest under {best['condition']} "
+            f"({best['perplexity_ratio']:.3g}×) and highest under {worst['condition']} "
+            f"({worst['perplexity_ratio']:.3g}×)."
+        )
+    gap = (table["paired_init"] - table["cross_seed"]).dropna()
+    if len(gap):
+        said.append(
+            f"Decoder survival at cosine {tau:g}: paired-init SAEs, which share their initial "
+            f"dictionary with the dense SAE, keep {_span(table['paired_init'])} of the dense "
+            f"features, cross-seed SAEs {_span(table['cross_seed'])}; paired-init exceeds "
+            f"cross-seed in {int((gap > 0).sum())} of {len(gap)} conditions (median "
+            f"{gap.median():+.0%}), a gap that reflects the shared initialisation rather than "
+            f"the pruned model. The dense seed floor is {_span(table['seed_floor'])}."
+        )
+    noise = (table["activation"] - table["matched_noise"]).dropna()
+    if len(noise):
+        below = table.loc[noise.index[noise < 0], "condition"].tolist()
+        said.append(
+            f"Activation survival (correlation ≥ {correlation_tau:g}) is "
+            f"{_span(table['activation'])}; a random perturbation as large as pruning's keeps "
+            f"{_span(table['matched_noise'])}. "
+            + (
+                f"Pruning keeps fewer features than that noise under {', '.join(below)}."
+                if below
+                else "Every condition keeps at least as many features as that noise."
+            )
+        )
+    said += _rank_sentence(table, "activation", "activation survival")
+    kl = table.dropna(subset=["robust_kl", "fragile_kl"])
+    for row in kl.itertuples():
+        said.append(
+            f"Under {row.condition}, ablating the robust features shifts the next-token "
+            f"distribution by KL {row.robust_kl:.3g}, the fragile ones by {row.fragile_kl:.3g}."
+        )
+    return said
+
+
+def _rank_sentence(table: pd.DataFrame, column: str, name: str) -> list[str]:
+    both = table[["perplexity_ratio", column]].dropna()
+    if len(both) < 3 or both[column].nunique() < 2 or both["perplexity_ratio"].nunique() < 2:
+        return []
+    rho = stats.spearmanr(both["perplexity_ratio"], both[column]).statistic
+    return [
+        f"Over the {len(both)} pruned conditions, the rank correlation (Spearman) of "
+        f"perplexity growth with {name} is {rho:+.2f}."
+    ]
+
+
+def _span(values: pd.Series) -> str:
+    values = values.dropna()
+    if values.empty:
+        return "not measured"
+    low, high = values.min(), values.max()
+    return f"{low:.0%}" if math.isclose(low, high) else f"{low:.0%} to {high:.0%}"
+
+
+def findings_html(table: pd.DataFrame, sentences: dict[tuple, list[str]]) -> str:
+    """The page: per model and layer, its sentences and its table."""
+    parts = []
+    for (model, layer), rows in table.groupby(["model", "layer"], sort=False):
+        parts.append(f"<h2>{html.escape(str(model))}, layer {layer}</h2><ul>")
+        parts += [f"<li>{html.escape(s)}</li>" for s in sentences.get((model, layer), [])]
+        parts.append("</ul>" + _table_html(rows))
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Findings</title>'
+        f"<style>{STYLE}</style></head><body><h1>Findings</h1><p>{html.escape(INTRO)}</p>"
+        + "".join(parts)
+        + "</body></html>"
+    )
+
+
+def _table_html(rows: pd.DataFrame) -> str:
+    head = "".join(f"<th>{html.escape(label)}</th>" for label in COLUMNS.values())
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_cell(row[key])}</td>" for key in COLUMNS) + "</tr>"
+        for _, row in rows.iterrows()
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _cell(value) -> str:
+    if isinstance(value, str):
+        return html.escape(value)
+    if value is None or not math.isfinite(value):
+        return "–"
+    return f"{value:.3g}"
+
+
+INTRO = (
+    "Every number below comes from this run's tables (results/tables); each sentence is "
+    "computed from them. Survival is a share of the dense features: decoder survival "
+    "counts mutual nearest neighbours between the dense and the pruned SAE's decoders, "
+    "activation survival the features of the dense reference SAE whose activations "
+    "correlate across the dense and the pruned model. The controls stand beside them."
+)
+STYLE = (
+    "body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;max-width:80em}"
+    "table{border-collapse:collapse;font-size:.85em;margin:.5em 0 2em}"
+    "th,td{border:1px solid #ccc;padding:.25em .5em;text-align:right}"
+    "th{background:#f2f2f2} td:first-child,th:first-child{text-align:left}"
+    "li{margin:.3em 0}"
+)
