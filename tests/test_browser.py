@@ -226,10 +226,14 @@ def test_a_card_shows_its_numbers_and_both_sides_of_each_context():
         "contexts": [{"tokens": ["x", "y"], "dense": [4.0, 1.0], "pruned": [1.0, 0.0], "peak": 0}],
     }
     html = card_html(card)
+    assert "ablation KL" not in html and "ablation KL 0.03" in card_html(
+        {**card, "ablation_kl": 0.03}
+    )
     assert 'data-feature="17"' in html and "destroyed" in html
     assert "0.01 → 0.002" in html and "cross-seed n/a" in html
     assert html.count('class="context"') == 1 and html.count('class="side"') == 2
-    page = feature_page("t", "intro", [{"condition": "wanda-0.5", "summary": "s", "cards": [card]}])
+    section = {"condition": "wanda-0.5", "summary": "s", "groups": [("quintile 2", [card])]}
+    page = feature_page("t", "intro", [section])
     assert page.startswith("<!DOCTYPE html>") and 'id="feature-search"' in page
     assert "http" not in page  # nothing fetched: the page works offline
 

@@ -30,6 +30,7 @@ from prunescope.paths import (
     FINDINGS,
     PERPLEXITY,
     PRETRAINED_SURVIVAL,
+    PRETRAINED_TOP_ACTIVATIONS,
     PRETRAINED_TRANSFER,
     REVERSE_SURVIVAL,
     SAE_FILE,
@@ -238,20 +239,31 @@ def feature_page_targets(config: dict) -> list[str]:
 
 
 def feature_page_files(config: dict, model: str, layer: int | str) -> dict[str, dict[str, str]]:
-    """Per pruned condition, the files its section of the feature page reads: its survival
-    table, its top activations, and the dense reference SAE's matches with the condition's
-    SAE of the same seed (``paired``) and of the first other seed (``cross``)."""
+    """The sections of a feature page, by title, each with the files it reads: per pruned
+    condition, its survival table and top activations for the dense reference SAE, that
+    SAE's matches with the condition's SAE of the same seed (``paired``) and of another
+    seed (``cross``), and RQ5's ablation (``ablation``) under the ablated condition; then
+    the same without matches for the SAE trained elsewhere, if the layer has one."""
     ref, other = config["analysis"]["reference_seed"], independent_seed(config)
     where = {"model": model, "layer": layer}
-    return {
-        cond: {
+    ablated = ablation_condition(config, model)
+    sections = {}
+    for cond in pruned_conditions(config, model):
+        sections[cond] = {
             "survival": fill(SURVIVAL, cond=cond, **where),
             "top": fill(TOP_ACTIVATIONS, cond=cond, **where),
             "paired": match_path(model, layer, "dense", ref, cond, ref),
             "cross": match_path(model, layer, "dense", ref, cond, other),
         }
-        for cond in pruned_conditions(config, model)
-    }
+        if cond == ablated:
+            sections[cond]["ablation"] = fill(ABLATION, cond=cond, side="dense", **where)
+    pretrained = pretrained_saes(config, model).get(int(layer))
+    for cond in pruned_conditions(config, model) if pretrained else []:
+        sections[f"{cond}: {pretrained['label']}"] = {
+            "survival": fill(PRETRAINED_SURVIVAL, cond=cond, **where),
+            "top": fill(PRETRAINED_TOP_ACTIVATIONS, cond=cond, **where),
+        }
+    return sections
 
 
 # --- feature-aware pruning (pruning.feature) --------------------------------------------------

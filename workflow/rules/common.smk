@@ -235,9 +235,10 @@ def feature_page_conditions(wildcards):
 
 
 def feature_page_inputs(wildcards):
-    """The same files as named inputs (``{condition}_{kind}``), so each one is a dependency."""
+    """The same files as named inputs (``section{i}_{kind}``), so each is a dependency."""
+    sections = feature_page_conditions(wildcards).values()
     return {
-        f"{cond}_{kind}": path
-        for cond, files in feature_page_conditions(wildcards).items()
+        f"section{i}_{kind}": path
+        for i, files in enumerate(sections)
         for kind, path in files.items()
     }

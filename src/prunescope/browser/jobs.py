@@ -19,6 +19,7 @@ from prunescope.browser.pages import feature_page
 from prunescope.browser.top import load_top_activations
 from prunescope.corpus import windows_from_jsonl
 from prunescope.errors import UserInputError
+from prunescope.io import read_json
 from prunescope.match_files import load_matches
 from prunescope.models import load_tokenizer, pick_device
 from prunescope.pretrained import load_dictionary
@@ -111,33 +112,28 @@ def check_tokens(windows: torch.Tensor, skip_positions: int, digest: str, source
         )
 
 
-def card_contexts(
-    feature: int, contexts: dict, token_text, rows_per_window: int, skip: int, before: int
-) -> list[dict]:
-    """Each context of ``feature`` with a non-empty row range: tokens, dense and pruned
+def card_contexts(feature: int, contexts: dict, token_text, attrs: dict) -> list[dict]:
+    """Each context of ``feature`` whose strongest row exists: tokens, dense and pruned
     activations (None outside the window), and the index of its strongest token."""
+    skip, before = int(attrs["skip_positions"]), int(attrs["before"])
+    rows_per_window = int(attrs["context"]) - skip
     shown = []
     for c in range(contexts["rows"].shape[1]):
         rows = contexts["rows"][feature, c]
         if rows[before] < 0:
             continue
-        shown.append(
-            {
-                "tokens": [
-                    token_text(r // rows_per_window, r % rows_per_window + skip) if r >= 0 else ""
-                    for r in rows
-                ],
-                "dense": [
-                    None if r < 0 else float(v)
-                    for r, v in zip(rows, contexts["dense"][feature, c], strict=True)
-                ],
-                "pruned": [
-                    None if r < 0 else float(v)
-                    for r, v in zip(rows, contexts["pruned"][feature, c], strict=True)
-                ],
-                "peak": before,
-            }
-        )
+        sides = {
+            side: [None if r < 0 else float(v) for r, v in zip(rows, values, strict=True)]
+            for side, values in (
+                ("dense", contexts["dense"][feature, c]),
+                ("pruned", contexts["pruned"][feature, c]),
+            )
+        }
+        tokens = [
+            token_text(r // rows_per_window, r % rows_per_window + skip) if r >= 0 else ""
+            for r in rows
+        ]
+        shown.append({"tokens": tokens, **sides, "peak": before})
     return shown
 
 
@@ -151,40 +147,60 @@ def condition_cards(
     tau: float,
     per_quintile: int,
     seed: int,
+    ablation: dict | None = None,
 ) -> dict:
-    """One condition's section of the page: its summary sentence and its sampled cards."""
+    """One section of the page: its summary sentence and its groups of cards, the sampled
+    features by firing-rate quintile and, with RQ5's ``ablation`` record, its robust and
+    fragile features as two galleries, each card with its ablation KL."""
     sides, contexts, attrs = load_top_activations(top_file)
-    rows_per_window = int(attrs["context"]) - int(attrs["skip_positions"])
+    rates = table["dense_rate"].to_numpy()
+    quintile = dict(zip(table["feature"], firing_rate_quintiles(rates), strict=True))
     table = table.set_index("feature", drop=False)
-    cards = []
-    for pick in sample_features(table.reset_index(drop=True), tau, per_quintile, seed).itertuples():
-        row = table.loc[pick.feature]
-        cards.append(
-            {
-                "condition": condition,
-                "feature": pick.feature,
-                "quintile": pick.quintile,
-                "status": pick.status,
-                **{key: float(row[key]) for key in SURVIVAL_NUMBERS},
-                **{key: float(cos[pick.feature]) for key, cos in partners.items()},
-                "scale": float(np.nan_to_num(sides["dense"].values[pick.feature, 0])),
-                "hist_dense": sides["dense"].counts[pick.feature].tolist(),
-                "hist_pruned": sides["pruned"].counts[pick.feature].tolist(),
-                "contexts": card_contexts(
-                    pick.feature,
-                    contexts,
-                    token_text,
-                    rows_per_window,
-                    int(attrs["skip_positions"]),
-                    int(attrs["before"]),
-                ),
-            }
+
+    def card(feature: int, status: str, **extra) -> dict:
+        row = table.loc[feature]
+        return {
+            "condition": condition,
+            "feature": int(feature),
+            "quintile": int(quintile[feature]),
+            "status": status,
+            **{key: float(row[key]) for key in SURVIVAL_NUMBERS},
+            **{key: float(cos[feature]) for key, cos in partners.items()},
+            "scale": float(np.nan_to_num(sides["dense"].values[feature, 0])),
+            "hist_dense": sides["dense"].counts[feature].tolist(),
+            "hist_pruned": sides["pruned"].counts[feature].tolist(),
+            "contexts": card_contexts(feature, contexts, token_text, attrs),
+            **extra,
+        }
+
+    picked = sample_features(table.reset_index(drop=True), tau, per_quintile, seed)
+    groups = [
+        (
+            f"firing-rate quintile {q}" + QUINTILE_WORDS.get(q, ""),
+            [card(p.feature, p.status) for p in picked[picked["quintile"] == q].itertuples()],
         )
+        for q in sorted(set(picked["quintile"]))
+    ]
+    survived = table["correlation"].fillna(-np.inf) >= tau
+    for kind in ("robust", "fragile") if ablation else ():
+        features, kls = ablation[f"{kind}_features"], ablation[f"{kind}_kl_per_feature"]
+        heading = (
+            f"RQ5: the {len(features)} most {kind} features, each ablated alone "
+            f"(mean KL {ablation[f'{kind}_kl']:.3g})"
+        )
+        gallery = [
+            card(f, "survived" if survived[f] else "destroyed", ablation_kl=float(kl))
+            for f, kl in zip(features, kls, strict=True)
+        ]
+        groups.append((heading, gallery))
     return {
         "condition": condition,
         "summary": section_summary(table, tau, per_quintile, seed),
-        "cards": cards,
+        "groups": groups,
     }
+
+
+QUINTILE_WORDS = {1: " (rarest)", 5: " (most frequent)"}
 
 
 SURVIVAL_NUMBERS = ("dense_rate", "pruned_rate", "correlation", "control_correlation")
@@ -253,8 +269,11 @@ def feature_pages(
         digest = attrs[TOKENS_DIGEST_ATTR.format(split="eval")]
         check_tokens(windows, int(attrs["skip_positions"]), digest, eval_split)
         partners = {
-            f"{name}_cos": load_matches(files[name]).a_best_cos for name in ("paired", "cross")
+            f"{name}_cos": load_matches(files[name]).a_best_cos
+            for name in ("paired", "cross")
+            if name in files
         }
+        ablation = read_json(files["ablation"]) if "ablation" in files else None
         table = pd.read_csv(files["survival"])
         sections.append(
             condition_cards(
@@ -266,6 +285,7 @@ def feature_pages(
                 tau=tau,
                 per_quintile=per_quintile,
                 seed=seed,
+                ablation=ablation,
             )
         )
     return feature_page(f"Feature browser: {model}, layer {layer}", PAGE_INTRO, sections)

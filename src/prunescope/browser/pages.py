@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 
 SHADE = (214, 96, 33)
 """The shading colour (orange); its opacity is the activation over the card's scale."""
@@ -111,6 +112,8 @@ def card_html(card: dict) -> str:
         ("decoder cosine, paired-init", _number(card.get("paired_cos")), None),
         ("cross-seed", _number(card.get("cross_cos")), None),
     ]
+    if "ablation_kl" in card:
+        numbers.append(("ablation KL", _number(card["ablation_kl"]), None))
     shown = "".join(
         f"<span>{name} {dense}" + (f" → {pruned}" if pruned is not None else "") + "</span>"
         for name, dense, pruned in numbers
@@ -127,22 +130,32 @@ def card_html(card: dict) -> str:
     )
 
 
+def anchor(name: str) -> str:
+    """An element id for a section name: letters, digits and dashes only."""
+    return "s-" + re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")
+
+
+def contents(sections: list[dict]) -> str:
+    """Links to every section, first on the page."""
+    links = "".join(
+        f'<li><a href="#{anchor(s["condition"])}">{html.escape(s["condition"])}</a></li>'
+        for s in sections
+    )
+    return f'<nav><ul class="contents">{links}</ul></nav>'
+
+
 def feature_page(title: str, intro: str, sections: list[dict]) -> str:
     """The whole page: ``sections`` hold a ``condition``, a ``summary`` sentence and
-    ``cards`` (``card_html``'s dicts), shown by quintile."""
+    ``groups``, each a heading and its cards (``card_html``'s dicts)."""
     body = []
     for section in sections:
-        body.append(
-            f'<h2 id="{html.escape(section["condition"])}">{html.escape(section["condition"])}</h2>'
-        )
+        name = html.escape(section["condition"])
+        body.append(f'<h2 id="{anchor(section["condition"])}">{name}</h2>')
         body.append(f'<p class="summary">{html.escape(section["summary"])}</p>')
-        quintiles = sorted({card["quintile"] for card in section["cards"]})
-        for quintile in quintiles:
-            cards = [c for c in section["cards"] if c["quintile"] == quintile]
-            words = f" ({_QUINTILE_WORDS[quintile]})" if quintile in _QUINTILE_WORDS else ""
-            body.append(f"<h3>firing-rate quintile {quintile}{words}</h3>")
+        for heading, cards in section["groups"]:
+            body.append(f"<h3>{html.escape(heading)}</h3>")
             body.append('<div class="grid">' + "".join(card_html(c) for c in cards) + "</div>")
-        if not section["cards"]:
+        if not section["groups"]:
             body.append('<p class="empty">no alive feature to show</p>')
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
@@ -150,9 +163,7 @@ def feature_page(title: str, intro: str, sections: list[dict]) -> str:
         f'</head><body><h1>{html.escape(title)}</h1><p class="summary">{html.escape(intro)}</p>'
         '<div class="search"><label>feature id <input id="feature-search" type="search" '
         'oninput="filterCards(this.value)" placeholder="e.g. 17"></label></div>'
+        + contents(sections)
         + "".join(body)
         + "</body></html>"
     )
-
-
-_QUINTILE_WORDS = {1: "rarest", 5: "most frequent"}
