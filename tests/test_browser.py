@@ -366,3 +366,77 @@ def test_missing_measures_leave_their_sentences_out():
     text = " ".join(findings_sentences(table, tau=0.7, correlation_tau=0.7))
     assert "Activation survival" not in text and "ablating" not in text
     assert "Decoder survival" in text
+
+
+def test_the_reverse_pass_keeps_its_own_top_activations_once_whatever_the_blocks():
+    from prunescope.sae import TopKSAE
+    from prunescope.survival import as_latent_encoder, best_dense_partners
+
+    generator = torch.Generator().manual_seed(1)
+    own_sae = TopKSAE(6, 16, 3, generator=generator)
+    dense_sae = TopKSAE(6, 12, 3, generator=generator)
+    rows = torch.randn(50, 6, generator=generator)
+    expected = TopActivations(16, n_top=4)
+    expected.add(as_latent_encoder(own_sae).encode(rows), 0)
+    for max_bytes in (10**9, 8 * 16 * 4):  # one block of dense features, then three
+        top = TopActivations(16, n_top=4)
+        best_dense_partners(
+            rows,
+            rows + 0.1,
+            own_sae,
+            dense_sae,
+            (0.5,),
+            batch_rows=7,
+            max_bytes=max_bytes,
+            top=top,
+        )
+        assert top.n_rows == 50
+        np.testing.assert_array_equal(top.result().rows, expected.result().rows)
+
+
+def test_own_contexts_are_the_features_own_latents_around_their_top_rows():
+    from prunescope.browser.contexts import own_contexts
+    from prunescope.sae import TopKSAE
+    from prunescope.survival import as_latent_encoder
+
+    generator = torch.Generator().manual_seed(2)
+    sae = TopKSAE(6, 8, 2, generator=generator)
+    rows = torch.randn(30, 6, generator=generator)
+    codes = as_latent_encoder(sae).encode(rows)
+    top = TopActivations(8, n_top=3)
+    top.add(codes, 0)
+    got = own_contexts(rows, sae, top.result(), n_contexts=2, before=1, after=1, rows_per_window=10)
+    for feature, context, slot in zip(*np.nonzero(got["rows"] >= 0), strict=True):
+        row = got["rows"][feature, context, slot]
+        assert got["own"][feature, context, slot] == pytest.approx(codes[row, feature].item())
+    peaks = got["rows"][:, :, 1]
+    assert (peaks == top.result().rows[:, :2]).all()
+
+
+def test_a_card_shows_its_cross_seed_partner_and_the_partner_s_own_contexts():
+    from prunescope.browser.pages import card_html
+
+    partner = {
+        "feature": 5,
+        "scale": 2.0,
+        "contexts": [{"tokens": ["p", "q"], "pruned": [2.0, 0.5], "peak": 0}],
+    }
+    card = {
+        "condition": "c",
+        "feature": 1,
+        "quintile": 1,
+        "status": "survived",
+        "dense_rate": 0.1,
+        "pruned_rate": 0.1,
+        "correlation": 0.9,
+        "control_correlation": 0.9,
+        "cross_cos": 0.42,
+        "scale": 1.0,
+        "hist_dense": [1],
+        "hist_pruned": [1],
+        "contexts": [],
+        "partner": partner,
+    }
+    html = card_html(card)
+    assert "feature 5 (decoder cosine 0.42)" in html
+    assert html.count('class="context"') == 1 and html.count('class="side"') == 1

@@ -190,6 +190,9 @@ def test_smoke_run_produces_every_data_artifact(smoke_run):
                     "dense",
                     "pruned",
                 }
+    for cond in sorted(SMOKE_CONDITIONS):  # the reverse view keeps its SAE's top activations
+        with h5py.File(results / f"top_activations/tiny/L1/reverse/{cond}_seed1.h5") as f:
+            assert set(f["top"]) == {"own"} and set(f["contexts"]) == {"rows", "own"}
     assert "<li>" in (results / "findings.html").read_text()
     page = (results / "browser/tiny/L1.html").read_text()
     assert page.count('class="card ') > 0 and all(c in page for c in SMOKE_CONDITIONS - {"dense"})

@@ -33,6 +33,7 @@ from prunescope.paths import (
     PRETRAINED_TOP_ACTIVATIONS,
     PRETRAINED_TRANSFER,
     REVERSE_SURVIVAL,
+    REVERSE_TOP_ACTIVATIONS,
     SAE_FILE,
     SAELENS,
     SURVIVAL,
@@ -242,7 +243,9 @@ def feature_page_files(config: dict, model: str, layer: int | str) -> dict[str, 
     """The sections of a feature page, by title, each with the files it reads: per pruned
     condition, its survival table and top activations for the dense reference SAE, that
     SAE's matches with the condition's SAE of the same seed (``paired``) and of another
-    seed (``cross``), and RQ5's ablation (``ablation``) under the ablated condition; then
+    seed (``cross``), the top activations of that other seed's features (``partner_top``,
+    for a dense feature's cross-seed partner), and RQ5's ablation (``ablation``) under the
+    ablated condition; then
     the same without matches for the SAE trained elsewhere, if the layer has one."""
     ref, other = config["analysis"]["reference_seed"], independent_seed(config)
     where = {"model": model, "layer": layer}
@@ -254,6 +257,7 @@ def feature_page_files(config: dict, model: str, layer: int | str) -> dict[str, 
             "top": fill(TOP_ACTIVATIONS, cond=cond, **where),
             "paired": match_path(model, layer, "dense", ref, cond, ref),
             "cross": match_path(model, layer, "dense", ref, cond, other),
+            "partner_top": fill(REVERSE_TOP_ACTIVATIONS, cond=cond, seed=other, **where),
         }
         if cond == ablated:
             sections[cond]["ablation"] = fill(ABLATION, cond=cond, side="dense", **where)

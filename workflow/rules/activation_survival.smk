@@ -95,7 +95,8 @@ rule reverse_survival:
         dense=fill(paths.ACTIVATIONS, cond="dense"),
         activations=paths.ACTIVATIONS,
     output:
-        paths.REVERSE_SURVIVAL,
+        table=paths.REVERSE_SURVIVAL,
+        top=paths.REVERSE_TOP_ACTIVATIONS,
     log:
         "results/logs/reverse_survival/{model}/L{layer}/{cond}_seed{seed}.log",
     benchmark:
@@ -110,6 +111,7 @@ rule reverse_survival:
         taus=config["analysis"]["correlation_taus"],
         capture=capture_settings,
         dense_capture=dense_capture_settings,
+        browser=top_activation_settings(config),
         device=config["device"],
     script:
         "../../scripts/reverse_survival.py"

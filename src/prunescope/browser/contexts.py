@@ -79,3 +79,24 @@ def feature_contexts(
         "dense": gather_latents(dense_rows, encoder, rows, features, sources[0], batch_rows),
         "pruned": gather_latents(pruned_rows, encoder, rows, features, sources[1], batch_rows),
     }
+
+
+def own_contexts(
+    rows_source,
+    sae,
+    top: TopResult,
+    *,
+    n_contexts: int,
+    before: int,
+    after: int,
+    rows_per_window: int,
+    source: str = "activations",
+) -> dict[str, np.ndarray]:
+    """``feature_contexts`` for one side: every feature's activation around its own first
+    ``n_contexts`` top rows of ``rows_source`` (``rows`` and ``own``)."""
+    encoder = as_latent_encoder(sae)
+    rows = context_rows(top.rows[:, :n_contexts], rows_per_window, before, after)
+    features = np.broadcast_to(np.arange(rows.shape[0])[:, None, None], rows.shape)
+    batch_rows = default_batch_rows(encoder.d_sae)
+    own = gather_latents(rows_source, encoder, rows, features, source, batch_rows)
+    return {"rows": rows.astype(np.int32), "own": own}

@@ -13,18 +13,24 @@ from prunescope.activations import (
     read_cache_info,
     tokens_digest,
 )
-from prunescope.browser.contexts import feature_contexts
+from prunescope.browser.contexts import feature_contexts, own_contexts
 from prunescope.browser.findings import findings_html, findings_sentences, findings_table
 from prunescope.browser.pages import feature_page
-from prunescope.browser.top import load_top_activations
+from prunescope.browser.top import TopActivations, load_top_activations
 from prunescope.corpus import windows_from_jsonl
 from prunescope.errors import UserInputError
 from prunescope.io import read_json
 from prunescope.match_files import load_matches
 from prunescope.models import load_tokenizer, pick_device
 from prunescope.pretrained import load_dictionary
+from prunescope.sae import load_sae
 from prunescope.stats import firing_rate_quintiles
-from prunescope.survival import activation_survival, top_activations_of
+from prunescope.survival import (
+    activation_survival,
+    as_latent_encoder,
+    best_dense_partners,
+    top_activations_of,
+)
 
 
 def survival_with_top_activations(
@@ -83,6 +89,54 @@ def survival_with_top_activations(
     return table, sides, contexts, record
 
 
+def reverse_with_top_activations(
+    dense_path: str,
+    own_path: str,
+    sae_dir: str,
+    dense_sae_dir: str,
+    *,
+    taus,
+    dense_capture: dict,
+    capture: dict,
+    top_n: int,
+    n_contexts: int,
+    before: int,
+    after: int,
+    device: str = "auto",
+):
+    """``(reverse match, top activations, contexts, attrs)``: the reverse view of one
+    condition's SAE (``best_dense_partners``), keeping each of its features' strongest
+    activations on the condition's own eval rows and their contexts, which the feature
+    pages show for a dense feature's best partner in that SAE."""
+    attrs = read_cache_info(dense_path)["attrs"]
+    rows_per_window = int(attrs["context"]) - int(attrs["skip_positions"])
+    with aligned_eval_splits(dense_path, own_path, dense_capture, capture) as (
+        dense,
+        own,
+        (dense_name, own_name),
+    ):
+        dense_sae = load_sae(dense_sae_dir, pick_device(device))
+        sae = load_sae(sae_dir, pick_device(device))
+        top = TopActivations(as_latent_encoder(sae).d_sae, top_n)
+        reverse = best_dense_partners(
+            own, dense, sae, dense_sae, taus, sources=(own_name, dense_name), top=top
+        )
+        result = top.result()
+        contexts = own_contexts(
+            own,
+            sae,
+            result,
+            n_contexts=n_contexts,
+            before=before,
+            after=after,
+            rows_per_window=rows_per_window,
+            source=own_name,
+        )
+    record = {"sae": str(sae_dir), "cache": str(own_path), "before": before, "after": after}
+    record.update(context=int(attrs["context"]), skip_positions=int(attrs["skip_positions"]))
+    return reverse, {"own": result}, contexts, record
+
+
 # --- the feature pages ---
 
 
@@ -110,6 +164,23 @@ def check_tokens(windows: torch.Tensor, skip_positions: int, digest: str, source
             "top activations were read from (their SHA-256 differ): the corpus or tokenizer "
             "changed since; rerun the workflow so both are rebuilt"
         )
+
+
+def partner_cards(partner: dict, token_text):
+    """A function of a dense feature giving ``{"partner": ...}``: its best partner's id and
+    that feature's own strongest contexts in the pruned model (one ``pruned`` line each)."""
+    sides, contexts, attrs = load_top_activations(partner["top"])
+    own = {**contexts, "dense": contexts["own"], "pruned": contexts["own"]}
+
+    def of(feature: int) -> dict:
+        index = int(partner["index"][feature])
+        if index < 0:
+            return {}
+        shown = card_contexts(index, own, token_text, attrs)
+        scale = float(np.nan_to_num(sides["own"].values[index, 0]))
+        return {"partner": {"feature": index, "scale": scale, "contexts": shown}}
+
+    return of
 
 
 def card_contexts(feature: int, contexts: dict, token_text, attrs: dict) -> list[dict]:
@@ -148,11 +219,15 @@ def condition_cards(
     per_quintile: int,
     seed: int,
     ablation: dict | None = None,
+    partner: dict | None = None,
 ) -> dict:
     """One section of the page: its summary sentence and its groups of cards, the sampled
     features by firing-rate quintile and, with RQ5's ``ablation`` record, its robust and
-    fragile features as two galleries, each card with its ablation KL."""
+    fragile features as two galleries, each card with its ablation KL. With ``partner``
+    (``index``: each dense feature's best partner in another seed's pruned SAE, ``top``:
+    that SAE's top activations file), a card also shows its partner's own contexts."""
     sides, contexts, attrs = load_top_activations(top_file)
+    partner_of = partner_cards(partner, token_text) if partner else (lambda feature: {})
     rates = table["dense_rate"].to_numpy()
     quintile = dict(zip(table["feature"], firing_rate_quintiles(rates), strict=True))
     table = table.set_index("feature", drop=False)
@@ -170,6 +245,7 @@ def condition_cards(
             "hist_dense": sides["dense"].counts[feature].tolist(),
             "hist_pruned": sides["pruned"].counts[feature].tolist(),
             "contexts": card_contexts(feature, contexts, token_text, attrs),
+            **partner_of(feature),
             **extra,
         }
 
@@ -274,6 +350,9 @@ def feature_pages(
             if name in files
         }
         ablation = read_json(files["ablation"]) if "ablation" in files else None
+        partner = None
+        if "partner_top" in files:
+            partner = {"index": load_matches(files["cross"]).a_best, "top": files["partner_top"]}
         table = pd.read_csv(files["survival"])
         sections.append(
             condition_cards(
@@ -286,6 +365,7 @@ def feature_pages(
                 per_quintile=per_quintile,
                 seed=seed,
                 ablation=ablation,
+                partner=partner,
             )
         )
     return feature_page(f"Feature browser: {model}, layer {layer}", PAGE_INTRO, sections)

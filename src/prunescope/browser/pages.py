@@ -34,6 +34,7 @@ h3{font-size:1em;color:#555;margin:1.2em 0 .4em}
 .tok.peak{outline:1px solid #555}
 .hist{display:block;margin:.2em 0}
 .empty{color:#777;font-style:italic}
+.partner{margin-top:.5em;padding-top:.3em;border-top:1px dashed #ccc;font-size:.85em;color:#444}
 """
 SCRIPT = """
 function filterCards(text){
@@ -93,14 +94,29 @@ def _number(value, digits: int = 3) -> str:
     return f"{value:.{digits}g}"
 
 
-def context_html(context: dict, scale: float) -> str:
+def context_html(context: dict, scale: float, sides=("dense", "pruned")) -> str:
     """One context: its tokens shaded on the dense line, then on the pruned line."""
     lines = "".join(
         f'<div><span class="side">{side}</span>'
         f"{shaded_tokens(context['tokens'], context[side], scale, context['peak'])}</div>"
-        for side in ("dense", "pruned")
+        for side in sides
     )
     return f'<div class="context">{lines}</div>'
+
+
+def partner_html(partner: dict | None, cosine) -> str:
+    """The dense feature's best partner in another seed's pruned SAE, with its own
+    strongest contexts in the pruned model."""
+    if not partner:
+        return ""
+    shown = "".join(
+        context_html(c, partner["scale"], sides=("pruned",)) for c in partner["contexts"]
+    )
+    return (
+        f'<div class="partner">its cross-seed partner in the pruned SAE: feature '
+        f"{partner['feature']} (decoder cosine {_number(cosine)}), on its own strongest "
+        f"contexts{shown or ': none'}</div>"
+    )
 
 
 def card_html(card: dict) -> str:
@@ -120,6 +136,7 @@ def card_html(card: dict) -> str:
     )
     contexts = "".join(context_html(c, card["scale"]) for c in card["contexts"])
     contexts = contexts or '<div class="empty">never fires on the eval tokens</div>'
+    contexts += partner_html(card.get("partner"), card.get("cross_cos"))
     return (
         f'<div class="card {card["status"]}" data-feature="{card["feature"]}" '
         f'data-condition="{html.escape(card["condition"])}">'

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from prunescope.browser.top import TopActivations
 from prunescope.matching import check_taus
 from prunescope.settings import PAPER_TAUS
 from prunescope.survival.encoders import as_latent_encoder, encode_rows
@@ -103,6 +104,13 @@ def dense_block_size(d_p: int, d_d: int, max_bytes: int) -> int:
     return max(1, min(d_d, max_bytes // (8 * d_p)))
 
 
+def _feeding(encoded, top: TopActivations):
+    """``encoded`` as it is, each chunk's pruned-side latents also given to ``top``."""
+    for own, dense in encoded:
+        top.add(own, top.n_rows)
+        yield own, dense
+
+
 def best_dense_partners(
     pruned_rows,
     dense_rows,
@@ -113,9 +121,11 @@ def best_dense_partners(
     batch_rows: int | None = None,
     max_bytes: int = CROSS_BYTES,
     sources: tuple[str, str] = ("pruned activations", "dense activations"),
+    top: TopActivations | None = None,
 ) -> ReverseMatch:
     """For each feature of ``pruned_sae`` (on ``pruned_rows``), the feature of ``dense_sae``
     (on ``dense_rows``, the same tokens) whose activations correlate with it most.
+    ``top`` keeps each ``pruned_sae`` feature's strongest activations as the rows pass.
 
     Peak memory: the float64 (d_p, block) cross-moment accumulator, block = all d_d dense
     features when 8 d_p d_d bytes fit ``max_bytes``, plus one float32 product block
@@ -148,6 +158,8 @@ def best_dense_partners(
             (encode_rows(enc_p, p, start, sources[0]), encode_rows(enc_d, d, start, sources[1]))
             for start, p, d in chunks
         )
+        if top is not None and lo == 0:
+            encoded = _feeding(encoded, top)
         cross, moments_p, moments_d, shifts = _cross_pass(encoded, columns, shifts)
         moments_d = Moments(moments_d.n, *(t[columns] for t in moments_d[1:]))
         step = max(1, CORRELATION_BYTES // (8 * cross.shape[1]))
