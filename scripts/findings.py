@@ -1,5 +1,6 @@
 """The findings page: per model, every measure of every condition beside its control, and
-the sentences those numbers support, computed from the run's tables."""
+the sentences those numbers support, computed from the run's tables; Study ALIGN's
+accuracy and weight pictures after them."""
 
 from pathlib import Path
 

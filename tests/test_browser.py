@@ -440,3 +440,26 @@ def test_a_card_shows_its_cross_seed_partner_and_the_partner_s_own_contexts():
     html = card_html(card)
     assert "feature 5 (decoder cosine 0.42)" in html
     assert html.count('class="context"') == 1 and html.count('class="side"') == 1
+
+
+def test_align_findings_rank_the_methods_at_the_highest_sparsity():
+    import pandas as pd
+
+    from prunescope.browser.findings import align_findings, findings_html
+
+    rows = [
+        ("dnf16", "unstructured", method, sparsity, stage, acc, c1)
+        for method, acc, c1 in (("mp", 0.70, 0.5), ("mip", 0.75, 0.3), ("obs", 0.72, 0.2))
+        for sparsity in (0.5, 0.75)
+        for stage in ("pruned", "finetuned")
+    ]
+    columns = ["task", "structure", "method", "sparsity", "stage"]
+    summary = pd.DataFrame(rows, columns=[*columns, "test_accuracy_mean", "c1_divergence_mean"])
+    table, said = align_findings(summary)
+    assert table["method"].tolist() == ["mip", "obs", "mp"] and set(table["sparsity"]) == {0.75}
+    assert said == [
+        "dnf16, unstructured, sparsity 0.75: mip keeps the most test accuracy (0.750), "
+        "magnitude pruning 0.700; obs keeps C1 closest to the dense net's (divergence 0.2)."
+    ]
+    page = findings_html(pd.DataFrame(columns=["model", "layer"]), {}, (table, said), {"p": b"x"})
+    assert "Study ALIGN" in page and 'src="data:image/png;base64,eA=="' in page

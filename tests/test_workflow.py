@@ -193,7 +193,8 @@ def test_smoke_run_produces_every_data_artifact(smoke_run):
     for cond in sorted(SMOKE_CONDITIONS):  # the reverse view keeps its SAE's top activations
         with h5py.File(results / f"top_activations/tiny/L1/reverse/{cond}_seed1.h5") as f:
             assert set(f["top"]) == {"own"} and set(f["contexts"]) == {"rows", "own"}
-    assert "<li>" in (results / "findings.html").read_text()
+    findings = (results / "findings.html").read_text()
+    assert "<li>" in findings and "Study ALIGN" in findings and "data:image/png" in findings
     page = (results / "browser/tiny/L1.html").read_text()
     assert page.count('class="card ') > 0 and all(c in page for c in SMOKE_CONDITIONS - {"dense"})
 

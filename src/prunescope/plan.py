@@ -9,6 +9,7 @@ grid logic is unit-tested like the rest of the library. Paths come from
 
 from __future__ import annotations
 
+from prunescope.align.plan import align_block, align_pictures
 from prunescope.architectures import SITES
 from prunescope.conditions import (
     FEATURE_AWARE,
@@ -23,6 +24,8 @@ from prunescope.conditions import (
 from prunescope.lineage import feature_blocks, feature_enabled
 from prunescope.paths import (
     ABLATION,
+    ALIGN_PICTURE,
+    ALIGN_TABLE,
     DISTORTION,
     FEATURE_BASIS,
     FEATURE_PAGES,
@@ -231,6 +234,16 @@ FINDINGS_TABLES = {
     for name in ("table1", "survival", "activation_survival", "table2", "table4")
 }
 """The tables the findings page reads, by name."""
+
+
+def findings_inputs(config: dict) -> dict:
+    """What the findings page reads: the LM tables and, with Study ALIGN, its accuracy
+    summary and weight pictures."""
+    if not align_block(config):
+        return dict(FINDINGS_TABLES)
+    pictures = [fill(ALIGN_PICTURE, task=t, picture=p) for t, p in align_pictures(config)]
+    summary = fill(ALIGN_TABLE, name="accuracy_summary")
+    return {**FINDINGS_TABLES, "align_summary": summary, "pictures": pictures}
 
 
 def feature_page_targets(config: dict) -> list[str]:

@@ -31,7 +31,7 @@ rule feature_pages:
 
 rule findings:
     input:
-        **FINDINGS_TABLES,
+        unpack(findings_files),
     output:
         report(
             paths.FINDINGS,

@@ -56,7 +56,7 @@ from prunescope.plan import (
     saelens_exports,
     survival_inputs_by_sae,
     feature_page_files,
-    FINDINGS_TABLES,
+    findings_inputs,
     top_activation_settings,
     trained_sae_label,
 )
@@ -227,6 +227,11 @@ def ablated_model(wildcards):
 
 
 # --- the feature browser ----------------------------------------------------------------------
+
+
+def findings_files(wildcards):
+    """The tables (and Study ALIGN's pictures) the findings page reads."""
+    return findings_inputs(config)
 
 
 def feature_page_conditions(wildcards):

@@ -8,6 +8,7 @@ seed floor, and activation survival beside the matched-noise control.
 
 from __future__ import annotations
 
+import base64
 import html
 import math
 
@@ -174,13 +175,89 @@ def _span(values: pd.Series) -> str:
     return f"{low:.0%}" if math.isclose(low, high) else f"{low:.0%} to {high:.0%}"
 
 
-def findings_html(table: pd.DataFrame, sentences: dict[tuple, list[str]]) -> str:
-    """The page: per model and layer, its sentences and its table."""
+ALIGN_COLUMNS = [
+    "task",
+    "structure",
+    "sparsity",
+    "method",
+    "test_accuracy_mean",
+    "c1_divergence_mean",
+]
+
+
+def align_findings(summary: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Study ALIGN at each task's and structure's highest sparsity, from its accuracy
+    summary: every method's pruned test accuracy and C1 divergence (the distance of the
+    pruned net's feature-space weights to the dense ones), best first, and one sentence
+    per task and structure."""
+    pruned = summary[summary["stage"] == "pruned"]
+    tables, said = [], []
+    for (task, structure), rows in pruned.groupby(["task", "structure"], sort=True):
+        sparsity = rows["sparsity"].max()
+        at = rows[rows["sparsity"] == sparsity].sort_values(
+            ["test_accuracy_mean", "method"], ascending=[False, True]
+        )
+        tables.append(
+            at[
+                [
+                    "task",
+                    "structure",
+                    "sparsity",
+                    "method",
+                    "test_accuracy_mean",
+                    "c1_divergence_mean",
+                ]
+            ]
+        )
+        best, closest = at.iloc[0], at.loc[at["c1_divergence_mean"].idxmin()]
+        text = (
+            f"{task}, {structure}, sparsity {sparsity:g}: {best['method']} keeps the most test "
+            f"accuracy ({best['test_accuracy_mean']:.3f})"
+        )
+        magnitude = at[at["method"] == "mp"]
+        if len(magnitude) and best["method"] != "mp":
+            text += f", magnitude pruning {magnitude['test_accuracy_mean'].iloc[0]:.3f}"
+        text += (
+            f"; {closest['method']} keeps C1 closest to the dense net's (divergence "
+            f"{closest['c1_divergence_mean']:.3g})."
+        )
+        said.append(text)
+    columns = [
+        "task",
+        "structure",
+        "sparsity",
+        "method",
+        "test_accuracy_mean",
+        "c1_divergence_mean",
+    ]
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=columns)
+    return table, said
+
+
+def findings_html(
+    table: pd.DataFrame,
+    sentences: dict[tuple, list[str]],
+    align: tuple[pd.DataFrame, list[str]] | None = None,
+    pictures: dict[str, bytes] | None = None,
+) -> str:
+    """The page: per model and layer, its sentences and its table; then Study ALIGN's
+    sentences, table and weight pictures (PNG bytes by name, embedded), if given."""
     parts = []
     for (model, layer), rows in table.groupby(["model", "layer"], sort=False):
         parts.append(f"<h2>{html.escape(str(model))}, layer {layer}</h2><ul>")
         parts += [f"<li>{html.escape(s)}</li>" for s in sentences.get((model, layer), [])]
         parts.append("</ul>" + _table_html(rows))
+    if align is not None:
+        align_table, said = align
+        parts.append("<h2>Study ALIGN</h2><ul>")
+        parts += [f"<li>{html.escape(s)}</li>" for s in said]
+        parts.append("</ul>" + _table_html(align_table, {c: c for c in align_table.columns}))
+    for name, png in (pictures or {}).items():
+        data = base64.b64encode(png).decode()
+        parts.append(
+            f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(name)}">'
+            f"<figcaption>{html.escape(name)}</figcaption></figure>"
+        )
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Findings</title>'
         f"<style>{STYLE}</style></head><body><h1>Findings</h1><p>{html.escape(INTRO)}</p>"
@@ -189,10 +266,10 @@ def findings_html(table: pd.DataFrame, sentences: dict[tuple, list[str]]) -> str
     )
 
 
-def _table_html(rows: pd.DataFrame) -> str:
-    head = "".join(f"<th>{html.escape(label)}</th>" for label in COLUMNS.values())
+def _table_html(rows: pd.DataFrame, columns: dict[str, str] = COLUMNS) -> str:
+    head = "".join(f"<th>{html.escape(label)}</th>" for label in columns.values())
     body = "".join(
-        "<tr>" + "".join(f"<td>{_cell(row[key])}</td>" for key in COLUMNS) + "</tr>"
+        "<tr>" + "".join(f"<td>{_cell(row[key])}</td>" for key in columns) + "</tr>"
         for _, row in rows.iterrows()
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -218,5 +295,5 @@ STYLE = (
     "table{border-collapse:collapse;font-size:.85em;margin:.5em 0 2em}"
     "th,td{border:1px solid #ccc;padding:.25em .5em;text-align:right}"
     "th{background:#f2f2f2} td:first-child,th:first-child{text-align:left}"
-    "li{margin:.3em 0}"
+    "li{margin:.3em 0} figure{display:inline-block;margin:.5em} img{max-width:38em}"
 )

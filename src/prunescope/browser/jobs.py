@@ -3,6 +3,8 @@ strongest activations and their contexts kept, and the feature pages."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import torch
@@ -14,7 +16,12 @@ from prunescope.activations import (
     tokens_digest,
 )
 from prunescope.browser.contexts import feature_contexts, own_contexts
-from prunescope.browser.findings import findings_html, findings_sentences, findings_table
+from prunescope.browser.findings import (
+    align_findings,
+    findings_html,
+    findings_sentences,
+    findings_table,
+)
 from prunescope.browser.pages import feature_page
 from prunescope.browser.top import TopActivations, load_top_activations
 from prunescope.corpus import windows_from_jsonl
@@ -371,13 +378,15 @@ def feature_pages(
     return feature_page(f"Feature browser: {model}, layer {layer}", PAGE_INTRO, sections)
 
 
-def findings_page(
-    tables: dict[str, str], *, tau: float, correlation_tau: float, reference_sae: str
-) -> str:
-    """The findings page from the run's tables (``table1``, ``survival``,
-    ``activation_survival``, ``table2``, ``table4``: paths); ``reference_sae`` is the dense
-    reference SAE's label in them."""
-    frames = {name: pd.read_csv(path) for name, path in tables.items()}
+def findings_page(inputs: dict, *, tau: float, correlation_tau: float, reference_sae: str) -> str:
+    """The findings page from the run's tables (``inputs``: ``table1``, ``survival``,
+    ``activation_survival``, ``table2``, ``table4``, paths as ``plan.findings_inputs``
+    names them); ``reference_sae`` is the dense reference SAE's label in them. With Study
+    ALIGN's ``align_summary`` (its accuracy summary) and ``pictures`` (its weight pictures,
+    PNG) among the inputs, a section for it too."""
+    inputs = dict(inputs)
+    align_summary, pictures = inputs.pop("align_summary", None), inputs.pop("pictures", [])
+    frames = {name: pd.read_csv(path) for name, path in inputs.items()}
     table = findings_table(
         frames["table1"],
         frames["survival"],
@@ -392,4 +401,6 @@ def findings_page(
         key: findings_sentences(rows, tau=tau, correlation_tau=correlation_tau)
         for key, rows in table.groupby(["model", "layer"], sort=False)
     }
-    return findings_html(table, sentences)
+    align = align_findings(pd.read_csv(align_summary)) if align_summary else None
+    shown = {f"{Path(p).parent.name}: {Path(p).stem}": Path(p).read_bytes() for p in pictures}
+    return findings_html(table, sentences, align, shown)
