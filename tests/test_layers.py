@@ -23,6 +23,7 @@ LAYERS = [
         "feature_pruning.figure",
         "browser.jobs",
         "browser.pages",
+        "browser.findings",
         "browser.contexts",
     ],
     ["ablation", "survival", "match_files", "matching", "pretrained"],
