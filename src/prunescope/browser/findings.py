@@ -197,18 +197,7 @@ def align_findings(summary: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         at = rows[rows["sparsity"] == sparsity].sort_values(
             ["test_accuracy_mean", "method"], ascending=[False, True]
         )
-        tables.append(
-            at[
-                [
-                    "task",
-                    "structure",
-                    "sparsity",
-                    "method",
-                    "test_accuracy_mean",
-                    "c1_divergence_mean",
-                ]
-            ]
-        )
+        tables.append(at[ALIGN_COLUMNS])
         best, closest = at.iloc[0], at.loc[at["c1_divergence_mean"].idxmin()]
         text = (
             f"{task}, {structure}, sparsity {sparsity:g}: {best['method']} keeps the most test "
@@ -222,15 +211,7 @@ def align_findings(summary: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
             f"{closest['c1_divergence_mean']:.3g})."
         )
         said.append(text)
-    columns = [
-        "task",
-        "structure",
-        "sparsity",
-        "method",
-        "test_accuracy_mean",
-        "c1_divergence_mean",
-    ]
-    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=columns)
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=ALIGN_COLUMNS)
     return table, said
 
 
