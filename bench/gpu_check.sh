@@ -21,14 +21,17 @@
 # GPU_CHECK_DEVICE=cpu rehearses the script on a machine without a GPU.
 # Where python3 has no Snakemake (a bare GPU image), the wheels in .whl/ (snakemake,
 # pyscipopt, the pinned transformers...) are installed first into a private folder.
-# Every section's output goes to OUT/gpu_check.log; the last lines are a summary.
+# Every section's output goes to OUT/gpu_check.log; the last lines are a summary. The exit
+# status is 1 when any section failed, ran out of time or was not run.
 set -uo pipefail
-cd "$(dirname "$0")/.."
-out=$(realpath -m "${1:-results/gpu_check}")
+out=$(realpath -m "${1:-$(dirname "$0")/../results/gpu_check}")
+cd "$(dirname "$0")/.." || exit 1
 mkdir -p "$out"
 exec > >(tee "$out/gpu_check.log") 2>&1
 
 site=$(mktemp -d /tmp/gpu-check-site.XXXX)
+smoke=""
+trap 'rm -rf "$site" ${smoke:+"$smoke"}' EXIT
 if compgen -G ".whl/*.whl" >/dev/null && ! python3 -c "import snakemake" 2>/dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
         --target "$site" .whl/*.whl || exit 1
@@ -116,8 +119,10 @@ fi
 
 echo
 echo "== summary"
-for name in "${sections[@]}"; do
+failed=0
+for name in ${sections[@]+"${sections[@]}"}; do
     printf '%-16s %s\n' "$name" "${status[$name]}"
+    [[ ${status[$name]} == "exit 0 "* ]] || failed=$((failed + 1))
 done
 if [[ -f $out/paper_scale.json ]]; then
     python3 - "$out/paper_scale.json" <<'EOF'
@@ -126,3 +131,4 @@ for case in json.load(open(sys.argv[1]))["cases"]:
     print(json.dumps({k: v for k, v in case.items() if not isinstance(v, (list, dict))}))
 EOF
 fi
+exit $((failed > 0))

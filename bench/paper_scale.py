@@ -232,6 +232,9 @@ def run(size: str) -> dict:
         "pruning": lambda: pruning_case(LLAMA_3_2_1B if full else TINY_LLAMA, calibration, device),
     }
     chosen = os.environ.get("PAPER_SCALE_CASES", ",".join(measures)).split(",")
+    unknown = set(chosen) - set(measures)
+    if unknown:
+        raise ValueError(f"PAPER_SCALE_CASES names {sorted(unknown)}; known: {list(measures)}")
     cases = [reported(measure) for name, measure in measures.items() if name in chosen]
     targets = [
         target("SAE, 20,000 steps (s)", case["projected_run_s"], SAE_BOUND_S, "<=")

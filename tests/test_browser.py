@@ -299,6 +299,7 @@ def run_tables():
             "sae_kind": "trained",
             "condition": ["dense", *conds],
             "fvu": [0.1, 0.4, 0.2],
+            "fvu_over_dense": [1.0, 4.0, 2.0],
         }
     )
     ablation = pd.DataFrame(
@@ -309,6 +310,8 @@ def run_tables():
             "condition": ["wanda-0.5"],
             "robust_kl": [0.02],
             "fragile_kl": [0.005],
+            "robust_kl_when_fired": [0.04],
+            "fragile_kl_when_fired": [0.03],
         }
     )
     return perplexity, decoder, activation, transfer, ablation
@@ -327,7 +330,7 @@ def test_the_findings_table_puts_every_measure_beside_its_control():
         0.2,
     ]
     assert table.loc["magnitude-0.5", ["activation", "matched_noise"]].tolist() == [0.4, 0.6]
-    assert table.loc["wanda-0.5", "fvu"] == pytest.approx(0.2)
+    assert table.loc["wanda-0.5", ["fvu", "fvu_over_dense"]].tolist() == [0.2, 2.0]
     assert table.loc["wanda-0.5", "robust_kl"] == pytest.approx(0.02)
     assert np.isnan(table.loc["magnitude-0.5", "robust_kl"])
 
@@ -341,9 +344,10 @@ def test_the_findings_say_what_the_numbers_show_and_nothing_else():
     said = findings_sentences(table, tau=0.7, correlation_tau=0.7)
     text = " ".join(said)
     assert "lowest under wanda-0.5 (1.2×) and highest under magnitude-0.5 (3×)" in text
-    assert "paired-init exceeds cross-seed in 2 of 2 conditions (median +45%)" in text
+    assert "paired-init exceeds cross-seed in 2 of 2 conditions (median +45 points): that" in text
     assert "fewer features than that noise under magnitude-0.5." in text
-    assert "ablating the robust features shifts the next-token distribution by KL 0.02" in text
+    assert "each robust feature ablated alone shifts the next-token distribution by a " in text
+    assert "mean KL of 0.02, each fragile one by 0.005; on the prompts where the feature " in text
     assert "rank correlation" not in text  # two conditions are too few to rank
     page = findings_html(table, {("m", 3): said})
     assert page.count("<tr>") == 3 and "under matched noise" in page
@@ -455,11 +459,36 @@ def test_align_findings_rank_the_methods_at_the_highest_sparsity():
     ]
     columns = ["task", "structure", "method", "sparsity", "stage"]
     summary = pd.DataFrame(rows, columns=[*columns, "test_accuracy_mean", "c1_divergence_mean"])
+    summary["test_accuracy_se"], summary["c1_divergence_se"] = 0.01, 0.02
     table, said = align_findings(summary)
     assert table["method"].tolist() == ["mip", "obs", "mp"] and set(table["sparsity"]) == {0.75}
     assert said == [
-        "dnf16, unstructured, sparsity 0.75: mip keeps the most test accuracy (0.750), "
-        "magnitude pruning 0.700; obs keeps C1 closest to the dense net's (divergence 0.2)."
+        "dnf16, unstructured, sparsity 0.75: mip keeps the most test accuracy (0.750 ± 0.010 "
+        "standard error over trials), magnitude pruning 0.700; obs keeps C1 closest to the "
+        "dense net's (divergence 0.2)."
     ]
     page = findings_html(pd.DataFrame(columns=["model", "layer"]), {}, (table, said), {"p": b"x"})
     assert "Study ALIGN" in page and 'src="data:image/png;base64,eA=="' in page
+
+
+def test_the_rank_sentence_puts_the_noise_control_beside_survival():
+    import pandas as pd
+    from scipy import stats
+
+    from prunescope.browser.findings import findings_sentences
+
+    table = pd.DataFrame(
+        {
+            "condition": ["a", "b", "c", "d"],
+            "perplexity_ratio": [1.1, 1.5, 2.0, 3.0],
+            "activation": [0.9, 0.7, 0.8, 0.2],
+            "matched_noise": [0.8, 0.85, 0.6, 0.5],
+        }
+    )
+    for column in ("paired_init", "cross_seed", "seed_floor", "robust_kl", "fragile_kl"):
+        table[column] = np.nan
+    text = " ".join(findings_sentences(table, tau=0.7, correlation_tau=0.7))
+    rho = stats.spearmanr(table["perplexity_ratio"], table["activation"]).statistic
+    control = stats.spearmanr(table["perplexity_ratio"], table["matched_noise"]).statistic
+    assert f"with activation survival is {rho:+.2f}, with survival under matched noise " in text
+    assert f"{control:+.2f}." in text and "Decoder survival" not in text

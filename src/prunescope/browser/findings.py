@@ -26,8 +26,11 @@ COLUMNS = {
     "activation": "activation survival",
     "matched_noise": "under matched noise",
     "fvu": "transfer FVU",
+    "fvu_over_dense": "FVU / dense FVU",
     "robust_kl": "ablation KL, robust",
     "fragile_kl": "ablation KL, fragile",
+    "robust_kl_when_fired": "robust, where it fires",
+    "fragile_kl_when_fired": "fragile, where it fires",
 }
 
 
@@ -54,12 +57,7 @@ def findings_table(
         index=["model", "layer", "condition"], columns="definition", values="mnn_mean"
     )
     floor = at_tau.groupby(["model", "layer", "condition"])["seed_floor_mnn"].first()
-    # the dense reference SAE trained here is listed first, before any pretrained SAE
-    trained = (
-        activation[activation["sae"] == activation["sae"].iloc[0]]
-        if len(activation)
-        else activation
-    )
+    trained = activation[activation["sae"] == reference_sae]
     kept = trained[np.isclose(trained["tau"], correlation_tau)].pivot_table(
         index=["model", "layer", "condition"], columns="definition", values="survival"
     )
@@ -79,7 +77,7 @@ def findings_table(
                 "seed_floor": floor.get(key, math.nan),
                 "activation": _at(kept, key, "activation"),
                 "matched_noise": _at(kept, key, "matched_noise"),
-                "fvu": _transfer_fvu(transfer[transfer["sae"] == reference_sae], layer, cond),
+                **_transfer_fvu(transfer[transfer["sae"] == reference_sae], model, layer, cond),
                 **_ablation_kl(ablation, model, layer, cond),
             }
         )
@@ -92,9 +90,18 @@ def _at(frame: pd.DataFrame, key: tuple, column: str) -> float:
     return float(frame.loc[key, column])
 
 
-def _transfer_fvu(transfer: pd.DataFrame, layer: int, cond: str) -> float:
-    rows = transfer[(transfer["layer"] == layer) & (transfer["condition"] == cond)]
-    return float(rows["fvu"].iloc[0]) if len(rows) else math.nan
+def _transfer_fvu(transfer: pd.DataFrame, model: str, layer: int, cond: str) -> dict:
+    rows = transfer[
+        (transfer["model"] == model)
+        & (transfer["layer"] == layer)
+        & (transfer["condition"] == cond)
+    ]
+    if rows.empty:
+        return {"fvu": math.nan, "fvu_over_dense": math.nan}
+    return {key: float(rows[key].iloc[0]) for key in ("fvu", "fvu_over_dense")}
+
+
+ABLATION_COLUMNS = ("robust_kl", "fragile_kl", "robust_kl_when_fired", "fragile_kl_when_fired")
 
 
 def _ablation_kl(ablation: pd.DataFrame, model: str, layer: int, cond: str) -> dict:
@@ -105,11 +112,8 @@ def _ablation_kl(ablation: pd.DataFrame, model: str, layer: int, cond: str) -> d
         & (ablation["side"] == "dense")
     ]
     if rows.empty:
-        return {"robust_kl": math.nan, "fragile_kl": math.nan}
-    return {
-        "robust_kl": float(rows["robust_kl"].iloc[0]),
-        "fragile_kl": float(rows["fragile_kl"].iloc[0]),
-    }
+        return dict.fromkeys(ABLATION_COLUMNS, math.nan)
+    return {key: float(rows[key].iloc[0]) for key in ABLATION_COLUMNS}
 
 
 def findings_sentences(table: pd.DataFrame, *, tau: float, correlation_tau: float) -> list[str]:
@@ -130,8 +134,14 @@ def findings_sentences(table: pd.DataFrame, *, tau: float, correlation_tau: floa
             f"dictionary with the dense SAE, keep {_span(table['paired_init'])} of the dense "
             f"features, cross-seed SAEs {_span(table['cross_seed'])}; paired-init exceeds "
             f"cross-seed in {int((gap > 0).sum())} of {len(gap)} conditions (median "
-            f"{gap.median():+.0%}), a gap that reflects the shared initialisation rather than "
-            f"the pruned model. The dense seed floor is {_span(table['seed_floor'])}."
+            f"{100 * gap.median():+.0f} points)"
+            + (
+                ": that much of paired-init survival comes with the shared initialisation, "
+                "not with the pruned model"
+                if (gap > 0).all()
+                else ""
+            )
+            + f". The dense seed floor is {_span(table['seed_floor'])}."
         )
     noise = (table["activation"] - table["matched_noise"]).dropna()
     if len(noise):
@@ -146,24 +156,32 @@ def findings_sentences(table: pd.DataFrame, *, tau: float, correlation_tau: floa
                 else "Every condition keeps at least as many features as that noise."
             )
         )
-    said += _rank_sentence(table, "activation", "activation survival")
+    said += _rank_sentence(table)
     kl = table.dropna(subset=["robust_kl", "fragile_kl"])
     for row in kl.itertuples():
         said.append(
-            f"Under {row.condition}, ablating the robust features shifts the next-token "
-            f"distribution by KL {row.robust_kl:.3g}, the fragile ones by {row.fragile_kl:.3g}."
+            f"Under {row.condition}, each robust feature ablated alone shifts the next-token "
+            f"distribution by a mean KL of {row.robust_kl:.3g}, each fragile one by "
+            f"{row.fragile_kl:.3g}; on the prompts where the feature fires, "
+            f"{row.robust_kl_when_fired:.3g} and {row.fragile_kl_when_fired:.3g}."
         )
     return said
 
 
-def _rank_sentence(table: pd.DataFrame, column: str, name: str) -> list[str]:
-    both = table[["perplexity_ratio", column]].dropna()
-    if len(both) < 3 or both[column].nunique() < 2 or both["perplexity_ratio"].nunique() < 2:
+def _rank_sentence(table: pd.DataFrame) -> list[str]:
+    """Spearman's rho of perplexity growth with activation survival, beside the same for
+    the matched-noise control (which also falls as pruning moves the activations further)."""
+    both = table[["perplexity_ratio", "activation", "matched_noise"]].dropna()
+    if len(both) < 3 or both.nunique().min() < 2:
         return []
-    rho = stats.spearmanr(both["perplexity_ratio"], both[column]).statistic
+    rho = {
+        column: stats.spearmanr(both["perplexity_ratio"], both[column]).statistic
+        for column in ("activation", "matched_noise")
+    }
     return [
         f"Over the {len(both)} pruned conditions, the rank correlation (Spearman) of "
-        f"perplexity growth with {name} is {rho:+.2f}."
+        f"perplexity growth with activation survival is {rho['activation']:+.2f}, with "
+        f"survival under matched noise {rho['matched_noise']:+.2f}."
     ]
 
 
@@ -181,7 +199,9 @@ ALIGN_COLUMNS = [
     "sparsity",
     "method",
     "test_accuracy_mean",
+    "test_accuracy_se",
     "c1_divergence_mean",
+    "c1_divergence_se",
 ]
 
 
@@ -201,7 +221,8 @@ def align_findings(summary: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         best, closest = at.iloc[0], at.loc[at["c1_divergence_mean"].idxmin()]
         text = (
             f"{task}, {structure}, sparsity {sparsity:g}: {best['method']} keeps the most test "
-            f"accuracy ({best['test_accuracy_mean']:.3f})"
+            f"accuracy ({best['test_accuracy_mean']:.3f} ± {best['test_accuracy_se']:.3f} "
+            "standard error over trials)"
         )
         magnitude = at[at["method"] == "mp"]
         if len(magnitude) and best["method"] != "mp":

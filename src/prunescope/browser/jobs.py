@@ -306,15 +306,18 @@ def section_summary(table: pd.DataFrame, tau: float, per_quintile: int, seed: in
 
 
 PAGE_INTRO = (
-    "Each card is one feature of the dense reference SAE. Its strongest contexts on the "
-    "eval tokens are shown twice: shaded by the feature's activation on the dense model's "
+    "Each card is one feature of an SAE of the dense model (the reference SAE trained here, "
+    "or one trained elsewhere where a section says so). Its strongest contexts on the eval "
+    "tokens are shown twice: shaded by the feature's activation on the dense model's "
     "activations, then on the pruned model's activations of the same tokens, on one scale "
-    "(the feature's strongest dense activation; the outlined token is that one). Numbers: "
+    "(the feature's strongest dense activation); the outlined token is the context's "
+    "strongest. Numbers: "
     "firing rate dense → pruned; the correlation of the feature's activations across the "
     "two models, and the same under a random perturbation as large as pruning's; the "
     "cosine of its decoder row with its best partner in the pruned SAE of the same "
-    "initialisation (paired-init) and of another seed (cross-seed). The histogram shows "
-    "its activations on log-spaced bins (dense grey, pruned orange)."
+    "initialisation (paired-init) and of another seed (cross-seed), whose own strongest "
+    "contexts in the pruned model close the card, whatever that cosine. The histogram "
+    "shows its activations on log-spaced bins (dense grey, pruned orange)."
 )
 
 

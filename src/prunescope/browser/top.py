@@ -26,7 +26,9 @@ FORMAT_VERSION = 1
 
 class TopActivations:
     """Per feature: the ``n_top`` largest positive activations over all rows added, with
-    their row ids (ties: the earlier row first), and a histogram of its positive values.
+    their row ids, and a histogram of its positive values. Equal values from different
+    chunks keep the earlier row first; within one chunk, ``torch.topk`` chooses among
+    values tied at the cut (the same choice for the same chunking on the same device).
 
     Chunks must come in row order (``start`` is the first row's id), so row ids are the
     rows' positions in the stream.
