@@ -199,10 +199,11 @@ def test_a_group_smaller_than_asked_for_is_shown_whole():
 def test_tokens_are_shaded_by_activation_over_the_scale_and_escaped():
     from prunescope.browser.pages import shaded_tokens
 
-    html = shaded_tokens(["<a>", "b\n", "c"], [2.0, 0.5, None], scale=2.0, peak=0)
-    assert html.count('class="tok') == 2  # the token outside the context is left out
+    html = shaded_tokens(["<a>", "b\n", "c", "d"], [2.0, 0.5, None, 0.0], scale=2.0, peak=0)
+    assert html.count('class="tok') == 3  # the token outside the context is left out
     assert "&lt;a&gt;" in html and "<a>" not in html
-    assert "rgba(214,96,33,1.000)" in html and "rgba(214,96,33,0.250)" in html
+    assert "rgba(214,96,33,1.00)" in html and "rgba(214,96,33,0.25)" in html
+    assert html.endswith('<span class="tok">d</span>')  # silent: not shaded
     assert 'class="tok peak"' in html and "b⏎" in html
 
 
@@ -343,7 +344,7 @@ def test_the_findings_say_what_the_numbers_show_and_nothing_else():
     )
     said = findings_sentences(table, tau=0.7, correlation_tau=0.7)
     text = " ".join(said)
-    assert "lowest under wanda-0.5 (1.2×) and highest under magnitude-0.5 (3×)" in text
+    assert "lowest under wanda-0.5 (1.200×) and highest under magnitude-0.5 (3.000×)" in text
     assert "paired-init exceeds cross-seed in 2 of 2 conditions (median +45 points): that" in text
     assert "fewer features than that noise under magnitude-0.5." in text
     assert "each robust feature ablated alone shifts the next-token distribution by a " in text

@@ -124,8 +124,8 @@ def findings_sentences(table: pd.DataFrame, *, tau: float, correlation_tau: floa
         best = table.loc[table["perplexity_ratio"].idxmin()]
         said.append(
             f"Relative to the dense model, perplexity is lowest under {best['condition']} "
-            f"({best['perplexity_ratio']:.3g}×) and highest under {worst['condition']} "
-            f"({worst['perplexity_ratio']:.3g}×)."
+            f"({best['perplexity_ratio']:.3f}×) and highest under {worst['condition']} "
+            f"({worst['perplexity_ratio']:.3f}×)."
         )
     gap = (table["paired_init"] - table["cross_seed"]).dropna()
     if len(gap):

@@ -47,19 +47,22 @@ function filterCards(text){
 
 
 def shaded_tokens(tokens: list[str], values: list[float | None], scale: float, peak: int) -> str:
-    """Tokens as spans shaded by ``value / scale`` (a title gives the value); ``None``
-    marks a token outside the context."""
+    """Tokens as spans shaded by ``value / scale`` (a title gives the value where the
+    feature fires); ``None`` marks a token outside the context."""
     spans = []
     for index, (token, value) in enumerate(zip(tokens, values, strict=True)):
         if value is None:
             continue
         alpha = min(max(value / scale, 0.0), 1.0) if scale > 0 else 0.0
-        style = f"background:rgba({SHADE[0]},{SHADE[1]},{SHADE[2]},{alpha:.3f})"
-        peak_class = " peak" if index == peak else ""
-        spans.append(
-            f'<span class="tok{peak_class}" style="{style}" title="{value:.3g}" '
-            f'data-activation="{value:.6g}">{html.escape(visible(token))}</span>'
+        # most tokens of a context are silent: unshaded spans keep the page small
+        shade = (
+            f' style="background:rgba({SHADE[0]},{SHADE[1]},{SHADE[2]},{alpha:.2f})" '
+            f'title="{value:.3g}"'
+            if value > 0
+            else ""
         )
+        peak_class = " peak" if index == peak else ""
+        spans.append(f'<span class="tok{peak_class}"{shade}>{html.escape(visible(token))}</span>')
     return "".join(spans)
 
 
