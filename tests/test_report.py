@@ -109,7 +109,8 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     dom = run_chromium(chromium, tmp_path / "profile", "--dump-dom", page).stdout
     assert 'id="loading-screen" style="display: none;"' in dom
     text = rendered_text(dom, "app")
-    for shown in ("Workflow", "Statistics", "Configuration", "Study LM", "Study ALIGN"):
+    shown_in_the_menu = ("Workflow", "Statistics", "Findings", "Run configuration", "Study LM")
+    for shown in (*shown_in_the_menu, "Study ALIGN"):
         assert shown in text, shown
     assert "what weight pruning does to the features" in text
 

@@ -6,7 +6,7 @@ rule record_config:
         report(
             paths.CONFIG_RECORD,
             caption="../report/config.rst",
-            category="Configuration",
+            category="Run configuration",
         ),
     log:
         "results/logs/record_config.log",
