@@ -295,6 +295,7 @@ def test_editing_finetuning_reruns_only_finetuning_and_its_tables(smoke_run):
     assert jobs["finetune_align_nets"] == 4 and jobs["align_accuracy_table"] == 1
     rerun = {"finetune_align_nets", "align_accuracy_table", "plot_align_figure", "record_config"}
     rerun |= {"align_basis_table"}  # it reads the accuracy table
+    rerun |= {"findings"}  # it reads the accuracy summary
     assert set(jobs) <= rerun | {"all"}
 
 
