@@ -127,8 +127,8 @@ def contenders(model: torch.nn.Module, setting: dict, device: torch.device) -> d
 
 def compare(model: torch.nn.Module, setting: dict, device: torch.device, repeats: int) -> dict:
     """Each method (after restoring the dense weights) and the forward pass, interleaved."""
-    ids = calibration_ids(setting["vocab_size"], setting["calibration"])
-    batch_size = setting["calibration"]["batch_size"]
+    calibration = setting["calibration"]
+    batch_size = calibration["batch_size"]
     dense = [module.weight for module in prunable_linears(model).values()]
     fns = contenders(model, setting, device)
     times = interleaved_medians(fns, repeats)
@@ -140,8 +140,8 @@ def compare(model: torch.nn.Module, setting: dict, device: torch.device, repeats
         "n_parameters": sum(p.numel() for p in model.parameters()),
         "prunable_weights": sum(w.numel() for w in dense),
         "sparsity": SPARSITY,
-        "calibration_windows": len(ids),
-        "context": ids.shape[1],
+        "calibration_windows": calibration["n_tokens"] // calibration["context"],
+        "context": calibration["context"],
         "batch_size": batch_size,
         "forward_s": forward_s,
         "restore_s": times["restore"]["median_s"],

@@ -55,6 +55,14 @@ def gather_latents(
     return out.reshape(rows.shape)
 
 
+def _context_plan(sae, top: TopResult, n_contexts, before, after, rows_per_window):
+    """The encoder, each feature's context rows, the matching feature ids, the batch size."""
+    encoder = as_latent_encoder(sae)
+    rows = context_rows(top.rows[:, :n_contexts], rows_per_window, before, after)
+    features = np.broadcast_to(np.arange(rows.shape[0])[:, None, None], rows.shape)
+    return encoder, rows, features, default_batch_rows(encoder.d_sae)
+
+
 def feature_contexts(
     dense_rows,
     pruned_rows,
@@ -70,10 +78,9 @@ def feature_contexts(
     """For every feature's first ``n_contexts`` dense top rows: the context's row ids
     (``rows``, int32, -1 outside) and the feature's activation on each of its tokens on the
     dense and on the pruned rows (``dense``, ``pruned``: float32, NaN outside)."""
-    encoder = as_latent_encoder(sae)
-    rows = context_rows(dense_top.rows[:, :n_contexts], rows_per_window, before, after)
-    features = np.broadcast_to(np.arange(rows.shape[0])[:, None, None], rows.shape)
-    batch_rows = default_batch_rows(encoder.d_sae)
+    encoder, rows, features, batch_rows = _context_plan(
+        sae, dense_top, n_contexts, before, after, rows_per_window
+    )
     return {
         "rows": rows.astype(np.int32),
         "dense": gather_latents(dense_rows, encoder, rows, features, sources[0], batch_rows),
@@ -94,9 +101,8 @@ def own_contexts(
 ) -> dict[str, np.ndarray]:
     """``feature_contexts`` for one side: every feature's activation around its own first
     ``n_contexts`` top rows of ``rows_source`` (``rows`` and ``own``)."""
-    encoder = as_latent_encoder(sae)
-    rows = context_rows(top.rows[:, :n_contexts], rows_per_window, before, after)
-    features = np.broadcast_to(np.arange(rows.shape[0])[:, None, None], rows.shape)
-    batch_rows = default_batch_rows(encoder.d_sae)
+    encoder, rows, features, batch_rows = _context_plan(
+        sae, top, n_contexts, before, after, rows_per_window
+    )
     own = gather_latents(rows_source, encoder, rows, features, source, batch_rows)
     return {"rows": rows.astype(np.int32), "own": own}
